@@ -1,0 +1,35 @@
+//! Compiles the public contract with protox (pure Rust, no protoc on the machine needed).
+
+use std::{env, fs, path::PathBuf};
+
+/// Messages that carry a secret: no derived `Debug`; `src/proto.rs` gives them a redacting one.
+/// Their oneof enums follow their message (prost applies skip_debug to both).
+const SECRET_MESSAGES: &[&str] = &[
+    ".credvault.v1.AuthToken",
+    ".credvault.v1.ApiKey",
+    ".credvault.v1.TwilioCredential",
+    ".credvault.v1.AddRequest",
+    ".credvault.v1.ResolveResponse",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The compile_fds path prints no rerun-if-changed of its own.
+    println!("cargo:rerun-if-changed=proto");
+
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    // Imports included so reflection can describe google.protobuf.Timestamp.
+    compiler.include_imports(true).include_source_info(true);
+    compiler.open_file("credvault/v1/credvault.proto")?;
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    // compile_fds ignores file_descriptor_set_path: write the set for reflection ourselves.
+    fs::write(
+        out_dir.join("credvault_descriptor.bin"),
+        compiler.encode_file_descriptor_set(),
+    )?;
+
+    tonic_prost_build::configure()
+        .skip_debug(SECRET_MESSAGES)
+        .compile_fds(compiler.file_descriptor_set())?;
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! A Twilio credential: account, one auth method, one sender.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroize;
+
+use super::{AccountSid, ApiKeySid, Invalid, MessagingServiceSid, PhoneNumber};
+
+/// Secret material (auth token or API key secret): zeroized on drop, redacted in `Debug`.
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// A Twilio Auth Token: 32 hex digits.
+    pub fn parse_auth_token(s: &str) -> Result<Self, Invalid> {
+        if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(s.into()))
+        } else {
+            Err(Invalid::new("must be 32 hex digits"))
+        }
+    }
+
+    /// An API key secret: 1-128 printable ASCII characters without spaces.
+    pub fn parse_api_key_secret(s: &str) -> Result<Self, Invalid> {
+        if (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(Self(s.into()))
+        } else {
+            Err(Invalid::new(
+                "must be 1-128 printable ASCII characters without spaces",
+            ))
+        }
+    }
+
+    /// Takes a secret read back from the vault's own encrypted storage (validated on the way in),
+    /// copying it into an exact-size secret buffer and wiping the source.
+    pub(crate) fn from_stored(s: &mut String) -> Self {
+        let secret = Self(SecretString::from(s.as_str()));
+        s.zeroize();
+        secret
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The last four characters: enough to tell two credentials apart, too few to matter.
+    pub fn hint(&self) -> String {
+        let s = self.expose();
+        s[s.len().saturating_sub(4)..].to_owned()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
+}
+
+/// How requests to Twilio authenticate.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    AuthToken(Secret),
+    ApiKey { sid: ApiKeySid, secret: Secret },
+}
+
+impl Auth {
+    pub fn secret(&self) -> &Secret {
+        match self {
+            Auth::AuthToken(secret) | Auth::ApiKey { secret, .. } => secret,
+        }
+    }
+}
+
+/// Where messages are sent from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    MessagingService(MessagingServiceSid),
+    FromNumber(PhoneNumber),
+}
+
+/// A complete, validated Twilio credential.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub account_sid: AccountSid,
+    pub auth: Auth,
+    pub sender: Sender,
+}
+
+impl Credential {
+    /// HTTP basic-auth user name for the Twilio REST API.
+    pub fn username(&self) -> &str {
+        match &self.auth {
+            Auth::AuthToken(_) => self.account_sid.as_str(),
+            Auth::ApiKey { sid, .. } => sid.as_str(),
+        }
+    }
+
+    /// HTTP basic-auth password for the Twilio REST API.
+    pub fn password(&self) -> &Secret {
+        self.auth.secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let token = "0123456789abcdef0123456789abcdef";
+        let cred = Credential {
+            account_sid: AccountSid::parse("AC0123456789abcdef0123456789abcdef").unwrap(),
+            auth: Auth::AuthToken(Secret::parse_auth_token(token).unwrap()),
+            sender: Sender::FromNumber(PhoneNumber::parse("+14155550100").unwrap()),
+        };
+        let shown = format!("{cred:?} {cred:#?}");
+        assert!(!shown.contains(token) && shown.contains("REDACTED"));
+        assert_eq!(cred.password().hint(), "cdef");
+    }
+
+    #[test]
+    fn secret_rules() {
+        assert!(Secret::parse_auth_token("short").is_err());
+        assert!(Secret::parse_auth_token(&"g".repeat(32)).is_err());
+        assert!(Secret::parse_api_key_secret("has space").is_err());
+        assert!(Secret::parse_api_key_secret("").is_err());
+        assert!(Secret::parse_api_key_secret(&"x".repeat(129)).is_err());
+        assert!(Secret::parse_api_key_secret("aB3xYz9QkLmN0pRsTuVwXyZ123456789").is_ok());
+    }
+}

@@ -1,0 +1,62 @@
+//! What the vault tells about a credential without opening it.
+
+use std::time::SystemTime;
+
+use super::{Label, Owner};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    AuthToken,
+    ApiKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationState {
+    Unvalidated,
+    Valid,
+    Invalid,
+}
+
+/// The last recorded validation of a credential's current version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationStatus {
+    pub state: ValidationState,
+    pub checked_at: Option<SystemTime>,
+    pub twilio_error_code: i32,
+    pub message: String,
+}
+
+impl ValidationStatus {
+    pub fn unvalidated() -> Self {
+        Self {
+            state: ValidationState::Unvalidated,
+            checked_at: None,
+            twilio_error_code: 0,
+            message: String::new(),
+        }
+    }
+}
+
+/// The sender as shown in metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderInfo {
+    MessagingServiceSid(String),
+    FromNumber(String),
+}
+
+/// Everything about a stored credential except its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub owner: Owner,
+    pub label: Label,
+    pub account_sid: String,
+    pub auth_kind: AuthKind,
+    /// Set for `AuthKind::ApiKey`.
+    pub api_key_sid: Option<String>,
+    pub sender: SenderInfo,
+    pub secret_hint: String,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+    pub version: u64,
+    pub validation: ValidationStatus,
+}

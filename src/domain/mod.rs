@@ -1,0 +1,30 @@
+//! Validated domain types. Everything that crosses the gRPC edge is parsed into these once; inside
+//! the vault a `Label` is always a valid label and a secret is always a redacting, zeroizing type.
+
+mod credential;
+mod metadata;
+mod names;
+mod page_token;
+mod phone;
+mod sid;
+
+pub use credential::{Auth, Credential, Secret, Sender};
+pub use metadata::{AuthKind, Metadata, SenderInfo, ValidationState, ValidationStatus};
+pub use names::{Label, Owner};
+pub use page_token::PageToken;
+pub use phone::PhoneNumber;
+pub use sid::{AccountSid, ApiKeySid, MessageSid, MessagingServiceSid};
+
+/// A value broke a rule. The text states the rule and never contains the value, so it is safe to
+/// return to callers and to log even when the value is a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{rule}")]
+pub struct Invalid {
+    pub rule: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(rule: impl Into<String>) -> Self {
+        Self { rule: rule.into() }
+    }
+}

@@ -1,0 +1,50 @@
+//! The gRPC edge: the vault service, health and server reflection (v1 and v1alpha).
+
+mod convert;
+mod status;
+mod vault;
+
+use std::sync::Arc;
+
+use tonic::service::Routes;
+use tonic_health::server::HealthReporter;
+
+use crate::proto::{self, v1::credential_vault_server::CredentialVaultServer};
+use crate::vault::Vault;
+pub use vault::VaultService;
+
+/// Full proto name of the vault service, as health checks and reflection know it.
+pub const SERVICE_NAME: &str = "credvault.v1.CredentialVault";
+
+/// Every service credvault serves, and the health reporter to flip at shutdown.
+pub async fn routes(
+    vault: Arc<Vault>,
+    max_request_bytes: usize,
+) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<CredentialVaultServer<VaultService>>()
+        .await;
+
+    // Each reflection build registers only its own descriptor: register every served file so
+    // `grpcurl list` shows all services, whichever reflection version the client speaks, and
+    // google.rpc error details (BadRequest, ErrorInfo) so grpcurl can print them.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+
+    let vault_service = CredentialVaultServer::new(VaultService::new(vault))
+        .max_decoding_message_size(max_request_bytes);
+    let routes = Routes::new(vault_service)
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?);
+    Ok((routes, health))
+}

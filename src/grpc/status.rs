@@ -1,0 +1,49 @@
+//! The one place where errors become gRPC statuses. What the caller reads and what the log says are
+//! separate: INTERNAL never shows internals, and no message ever contains a secret.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::vault::VaultError;
+
+/// INVALID_ARGUMENT naming every bad field and its rule, with a google.rpc.BadRequest detail.
+pub fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
+    let summary = violations
+        .iter()
+        .map(|v| format!("{} {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {summary}"),
+        ErrorDetails::with_bad_request(violations),
+    )
+}
+
+impl From<VaultError> for Status {
+    fn from(err: VaultError) -> Self {
+        match &err {
+            VaultError::AlreadyExists { .. } => Status::already_exists(err.to_string()),
+            VaultError::NotFound { .. } => Status::not_found(err.to_string()),
+            VaultError::NotValid { .. } => Status::failed_precondition(err.to_string()),
+            VaultError::Contended { .. } => Status::aborted(err.to_string()),
+            VaultError::Corrupt {
+                owner,
+                label,
+                reason,
+            } => {
+                tracing::error!(%owner, %label, %reason, "stored credential is unreadable");
+                Status::data_loss(format!(
+                    "credential '{label}' of owner '{owner}' is unreadable: it failed its integrity check"
+                ))
+            }
+            VaultError::Store(crate::store::StoreError::Closed) => {
+                Status::unavailable("the vault is shutting down; retry")
+            }
+            VaultError::Store(_) | VaultError::Crypto(_) => {
+                tracing::error!(error = %err, "internal error");
+                Status::internal("internal error; see the server log")
+            }
+        }
+    }
+}

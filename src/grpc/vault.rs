@@ -1,0 +1,127 @@
+//! `credvault.v1.CredentialVault`: parse the request, call the vault core, convert the answer.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use tracing::Span;
+
+use super::convert::{self, Violations};
+use crate::domain::{Label, Owner, PageToken};
+use crate::proto::v1 as pb;
+use crate::vault::Vault;
+
+const DEFAULT_PAGE_SIZE: usize = 50;
+const MAX_PAGE_SIZE: usize = 500;
+
+pub struct VaultService {
+    vault: Arc<Vault>,
+}
+
+impl VaultService {
+    pub fn new(vault: Arc<Vault>) -> Self {
+        Self { vault }
+    }
+}
+
+/// Parses owner and label, recording them on the current span (they are not secret).
+fn identity(v: &mut Violations, owner: &str, label: &str) -> Option<(Owner, Label)> {
+    let owner = v.check("owner", Owner::parse(owner));
+    let label = v.check("label", Label::parse(label));
+    let (owner, label) = owner.zip(label)?;
+    Span::current()
+        .record("owner", owner.as_str())
+        .record("label", label.as_str());
+    Some((owner, label))
+}
+
+#[tonic::async_trait]
+impl pb::credential_vault_server::CredentialVault for VaultService {
+    #[tracing::instrument(skip_all, fields(owner, label))]
+    async fn add(&self, req: Request<pb::AddRequest>) -> Result<Response<pb::AddResponse>, Status> {
+        let req = req.into_inner();
+        let mut v = Violations::default();
+        let id = identity(&mut v, &req.owner, &req.label);
+        let cred = convert::credential(&mut v, req.credential.as_ref());
+        let (Some((owner, label)), Some(cred)) = (id, cred) else {
+            return Err(v.into_status());
+        };
+        let meta = self.vault.add(&owner, &label, &cred, req.replace).await?;
+        tracing::info!(version = meta.version, "credential stored");
+        Ok(Response::new(pb::AddResponse {
+            credential: Some(convert::metadata(meta)),
+            validation: None,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(owner, label))]
+    async fn validate(
+        &self,
+        _req: Request<pb::ValidateRequest>,
+    ) -> Result<Response<pb::ValidateResponse>, Status> {
+        Err(Status::unimplemented("Validate is not implemented yet"))
+    }
+
+    #[tracing::instrument(skip_all, fields(owner))]
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let req = req.into_inner();
+        let mut v = Violations::default();
+        let owner = v.check("owner", Owner::parse(&req.owner));
+        let token = v.check("page_token", PageToken::parse(&req.page_token));
+        let page_size = match req.page_size {
+            n if n < 0 => {
+                v.add("page_size", "must not be negative");
+                0
+            }
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        let (Some(owner), Some(token)) = (owner, token) else {
+            return Err(v.into_status());
+        };
+        if req.page_size < 0 {
+            return Err(v.into_status());
+        }
+        Span::current().record("owner", owner.as_str());
+        let page = self.vault.list(&owner, page_size, token).await?;
+        Ok(Response::new(pb::ListResponse {
+            credentials: page.items.into_iter().map(convert::metadata).collect(),
+            next_page_token: page.next.map(|t| t.encode()).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(owner, label))]
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = req.into_inner();
+        let mut v = Violations::default();
+        let Some((owner, label)) = identity(&mut v, &req.owner, &req.label) else {
+            return Err(v.into_status());
+        };
+        let version = self.vault.delete(&owner, &label).await?;
+        tracing::info!(version, "credential deleted");
+        Ok(Response::new(pb::DeleteResponse { version }))
+    }
+
+    #[tracing::instrument(skip_all, fields(owner, label))]
+    async fn resolve(
+        &self,
+        req: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let req = req.into_inner();
+        let mut v = Violations::default();
+        let Some((owner, label)) = identity(&mut v, &req.owner, &req.label) else {
+            return Err(v.into_status());
+        };
+        let resolved = self
+            .vault
+            .resolve(&owner, &label, req.require_valid)
+            .await?;
+        tracing::debug!(version = resolved.metadata.version, "credential resolved");
+        Ok(Response::new(convert::resolved(&resolved)))
+    }
+}

@@ -1,0 +1,112 @@
+//! credvault: a gRPC vault for Twilio credentials, encrypted at rest.
+//!
+//! A request reads top to bottom: `grpc` (parse, map errors) -> `vault` (the core) -> `crypto`
+//! (seal/open) and `store` (durable bytes). `serve` wires them; the binary, the tests and the
+//! benchmarks all run the same `serve`.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod grpc;
+pub mod proto;
+pub mod store;
+pub mod vault;
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+pub use config::Config;
+use crypto::{Cipher, KeyFileError};
+use store::{SledStore, StoreError};
+use vault::{OpenError, Vault};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    #[error("cannot open the store in {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("cannot build server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("server error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("final flush failed: {0}")]
+    Flush(#[from] vault::VaultError),
+}
+
+/// Opens the data dir: master key (created on first start), sled store, canary check.
+pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
+    let config = config.clone();
+    // Key file and sled open do blocking file I/O: keep it off the runtime threads.
+    let (store, cipher) = tokio::task::spawn_blocking(move || {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(|source| ServeError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
+        let (key_path, may_create) = config.key_file();
+        let key = crypto::load_or_create(&key_path, may_create)?;
+        let store = SledStore::open(&config.data_dir, config.cache_bytes).map_err(|source| {
+            ServeError::Store {
+                path: config.data_dir.clone(),
+                source,
+            }
+        })?;
+        Ok::<_, ServeError>((store, Cipher::new(&key)))
+    })
+    .await
+    .expect("vault open task does not panic")?;
+    Ok(Arc::new(Vault::open(Arc::new(store), cipher).await?))
+}
+
+/// Serves credvault on `listener` until `shutdown` completes, then drains in-flight RPCs and
+/// flushes the store.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let vault = open_vault(&config).await?;
+    let (routes, health) = grpc::routes(vault.clone(), config.max_request_bytes).await?;
+    tracing::info!(
+        addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+        data_dir = %config.data_dir.display(),
+        "credvault serving"
+    );
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status(grpc::SERVICE_NAME, tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+    Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await?;
+    vault.flush().await?;
+    tracing::info!("credvault stopped");
+    Ok(())
+}

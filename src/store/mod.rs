@@ -1,0 +1,52 @@
+//! Storage behind a trait: bytes in, bytes out. No crypto and no proto here.
+//!
+//! Every mutating call returns only once the change is durable, so the vault can acknowledge a
+//! write the moment the store does. Backends: sled (embedded default); etcd slots in behind the
+//! same trait.
+
+mod flusher;
+mod sled;
+
+pub use self::sled::SledStore;
+
+use async_trait::async_trait;
+
+/// A key-value pair from a scan.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    #[error("storage is shutting down")]
+    Closed,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Stores `value` unless `key` is present, atomically. `Ok(false)`: the key was taken and
+    /// nothing was written.
+    async fn put_if_absent(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError>;
+
+    /// Atomically replaces the value `expected` with `new` (`None` deletes). `Ok(false)`: the
+    /// current value is not `expected` (someone else changed it) and nothing was written.
+    async fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: &[u8],
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError>;
+
+    /// Up to `limit` entries whose keys start with `prefix` and sort after `after`, in key order.
+    async fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError>;
+
+    /// Makes every write so far durable (used at shutdown; mutations are durable on return anyway).
+    async fn flush(&self) -> Result<(), StoreError>;
+}

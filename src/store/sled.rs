@@ -1,0 +1,106 @@
+//! The embedded default backend.
+
+use std::ops::Bound;
+use std::path::Path;
+
+use async_trait::async_trait;
+
+use super::flusher::Flusher;
+use super::{Entry, Store, StoreError};
+
+/// sled, with every mutation acknowledged only after a (shared) flush.
+///
+/// Reads and in-memory mutations run inline: sled serves them from its page cache and its write
+/// buffer without disk I/O; the fsync, the only blocking part, runs on the flusher thread.
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+    flusher: Flusher,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(backend)?;
+        let tree = db.open_tree("credvault").map_err(backend)?;
+        let flusher = Flusher::start(db.clone()).map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Self { db, tree, flusher })
+    }
+
+    /// Raw access for tests that damage the store on purpose.
+    #[doc(hidden)]
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// Bytes on disk, for benchmarks.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(backend)
+    }
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    async fn put_if_absent(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError> {
+        let swapped = self
+            .tree
+            .compare_and_swap(key, None::<&[u8]>, Some(value))
+            .map_err(backend)?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.flusher.flush().await?;
+        Ok(true)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: &[u8],
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let swapped = self
+            .tree
+            .compare_and_swap(key, Some(expected), new)
+            .map_err(backend)?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.flusher.flush().await?;
+        Ok(true)
+    }
+
+    async fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let start = match after {
+            Some(after) => Bound::Excluded(after),
+            None => Bound::Included(prefix),
+        };
+        self.tree
+            .range::<&[u8], _>((start, Bound::Unbounded))
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .take(limit)
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
+            .collect()
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.flusher.flush().await
+    }
+}

@@ -1,0 +1,46 @@
+//! Errors of the vault core. `grpc::status` maps each to a gRPC status, once.
+
+use crate::crypto::CryptoError;
+use crate::domain::{Label, Owner, ValidationState};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("credential with label '{label}' already exists for owner '{owner}'")]
+    AlreadyExists { owner: Owner, label: Label },
+    #[error("no credential with label '{label}' for owner '{owner}'")]
+    NotFound { owner: Owner, label: Label },
+    #[error(
+        "credential '{label}' of owner '{owner}' is not validated as VALID (state: {state:?})"
+    )]
+    NotValid {
+        owner: Owner,
+        label: Label,
+        state: ValidationState,
+    },
+    /// A stored record failed to decrypt or decode: it was altered, moved, or written under
+    /// another key. The reason is for logs; callers only learn that the record is unreadable.
+    #[error("credential '{label}' of owner '{owner}' is unreadable: {reason}")]
+    Corrupt {
+        owner: Owner,
+        label: Label,
+        reason: String,
+    },
+    #[error("too many concurrent writers on label '{label}' of owner '{owner}'; retry")]
+    Contended { owner: Owner, label: Label },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("sealing failed: {0}")]
+    Crypto(#[from] CryptoError),
+}
+
+/// Why the vault cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the master key does not open this data dir's canary record ({0}); it was created with another key")]
+    WrongKey(CryptoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
