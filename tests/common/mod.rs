@@ -1,0 +1,119 @@
+//! Shared test harness: a real credvault server on 127.0.0.1:0 over a tempdir, and sample data.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::{Config, ServeError};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const AUTH_TOKEN: &str = "f00dfeedcafe0123456789abcdef4242";
+pub const API_KEY_SID: &str = "SK0123456789abcdef0123456789abcdef";
+pub const API_KEY_SECRET: &str = "sEcReTkEy0123456789AbCdEfGhIjKlMn";
+pub const MG_SID: &str = "MG0123456789abcdef0123456789abcdef";
+pub const FROM_NUMBER: &str = "+14155550100";
+
+/// A running server. Dropping it without `stop` aborts the server task.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl TestServer {
+    /// Starts `credvault::serve` with `config` on an ephemeral loopback port.
+    pub async fn start(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(credvault::serve(listener, config, async {
+            let _ = rx.await;
+        }));
+        Self { addr, shutdown: Some(tx), task: Some(task) }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5));
+        tokio::time::timeout(Duration::from_secs(10), endpoint.connect())
+            .await
+            .expect("server did not accept in time")
+            .expect("connect")
+    }
+
+    pub async fn client(&self) -> CredentialVaultClient<Channel> {
+        CredentialVaultClient::new(self.channel().await)
+    }
+
+    /// Graceful shutdown; returns what `serve` returned.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Defaults over `dir`, with a Twilio base that refuses connections unless a test sets its own.
+pub fn config(dir: &Path) -> Config {
+    let mut c = Config::with_data_dir(dir.join("data"));
+    c.twilio.api_base = "http://127.0.0.1:9".into();
+    c.twilio.messaging_base = "http://127.0.0.1:9".into();
+    c
+}
+
+pub fn token_credential() -> pb::TwilioCredential {
+    pb::TwilioCredential {
+        account_sid: ACCOUNT_SID.into(),
+        auth: Some(pb::twilio_credential::Auth::AuthToken(pb::AuthToken {
+            auth_token: AUTH_TOKEN.into(),
+        })),
+        sender: Some(pb::twilio_credential::Sender::MessagingServiceSid(MG_SID.into())),
+    }
+}
+
+pub fn api_key_credential() -> pb::TwilioCredential {
+    pb::TwilioCredential {
+        account_sid: ACCOUNT_SID.into(),
+        auth: Some(pb::twilio_credential::Auth::ApiKey(pb::ApiKey {
+            api_key_sid: API_KEY_SID.into(),
+            api_key_secret: API_KEY_SECRET.into(),
+        })),
+        sender: Some(pb::twilio_credential::Sender::FromNumber(FROM_NUMBER.into())),
+    }
+}
+
+pub fn add_request(owner: &str, label: &str, cred: pb::TwilioCredential) -> pb::AddRequest {
+    pb::AddRequest {
+        owner: owner.into(),
+        label: label.into(),
+        credential: Some(cred),
+        ..Default::default()
+    }
+}
+
+pub fn resolve_request(owner: &str, label: &str) -> pb::ResolveRequest {
+    pb::ResolveRequest { owner: owner.into(), label: label.into(), require_valid: false }
+}
+
+/// The field names of a status's google.rpc.BadRequest detail.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
