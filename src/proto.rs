@@ -35,6 +35,7 @@ impl fmt::Debug for TwilioCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TwilioCredential")
             .field("account_sid", &self.account_sid)
+            .field("sender", &self.sender)
             .finish_non_exhaustive()
     }
 }
@@ -56,7 +57,24 @@ impl fmt::Debug for ResolveResponse {
         f.debug_struct("ResolveResponse")
             .field("account_sid", &self.account_sid)
             .field("username", &self.username)
+            .field("sender", &self.sender)
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
+
+/// The sender oneofs hold no secret but lose their derived `Debug` with their message.
+macro_rules! sender_debug {
+    ($($oneof:path),*) => {$(
+        impl fmt::Debug for $oneof {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                use $oneof as S;
+                match self {
+                    S::MessagingServiceSid(sid) => f.debug_tuple("MessagingServiceSid").field(sid).finish(),
+                    S::FromNumber(number) => f.debug_tuple("FromNumber").field(number).finish(),
+                }
+            }
+        }
+    )*};
+}
+sender_debug!(v1::twilio_credential::Sender, v1::resolve_response::Sender);

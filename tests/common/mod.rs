@@ -35,7 +35,11 @@ impl TestServer {
         let task = tokio::spawn(credvault::serve(listener, config, async {
             let _ = rx.await;
         }));
-        Self { addr, shutdown: Some(tx), task: Some(task) }
+        Self {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     pub async fn channel(&self) -> Channel {
@@ -81,7 +85,9 @@ pub fn token_credential() -> pb::TwilioCredential {
         auth: Some(pb::twilio_credential::Auth::AuthToken(pb::AuthToken {
             auth_token: AUTH_TOKEN.into(),
         })),
-        sender: Some(pb::twilio_credential::Sender::MessagingServiceSid(MG_SID.into())),
+        sender: Some(pb::twilio_credential::Sender::MessagingServiceSid(
+            MG_SID.into(),
+        )),
     }
 }
 
@@ -92,7 +98,9 @@ pub fn api_key_credential() -> pb::TwilioCredential {
             api_key_sid: API_KEY_SID.into(),
             api_key_secret: API_KEY_SECRET.into(),
         })),
-        sender: Some(pb::twilio_credential::Sender::FromNumber(FROM_NUMBER.into())),
+        sender: Some(pb::twilio_credential::Sender::FromNumber(
+            FROM_NUMBER.into(),
+        )),
     }
 }
 
@@ -106,7 +114,11 @@ pub fn add_request(owner: &str, label: &str, cred: pb::TwilioCredential) -> pb::
 }
 
 pub fn resolve_request(owner: &str, label: &str) -> pb::ResolveRequest {
-    pb::ResolveRequest { owner: owner.into(), label: label.into(), require_valid: false }
+    pb::ResolveRequest {
+        owner: owner.into(),
+        label: label.into(),
+        require_valid: false,
+    }
 }
 
 /// The field names of a status's google.rpc.BadRequest detail.
