@@ -5,7 +5,7 @@
 //! write; the thread takes every queued waiter, flushes once and answers them all. A waiter queued
 //! during a flush is served by the next one, so its write is always covered.
 
-use std::thread;
+use std::thread::{self, JoinHandle};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,16 +13,17 @@ use super::StoreError;
 
 type Waiter = oneshot::Sender<Result<(), StoreError>>;
 
-#[derive(Clone)]
+/// Owned by the store. Dropping it stops and joins the thread, releasing its `Db` handle, so a
+/// closed store really lets go of the data dir (sled's file lock) before anyone reopens it.
 pub struct Flusher {
-    queue: mpsc::UnboundedSender<Waiter>,
+    queue: Option<mpsc::UnboundedSender<Waiter>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Flusher {
-    /// Starts the flusher thread. It stops when the last `Flusher` handle is dropped.
     pub fn start(db: sled::Db) -> std::io::Result<Self> {
         let (queue, mut rx) = mpsc::unbounded_channel::<Waiter>();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("sled-flusher".into())
             .spawn(move || {
                 let mut batch = Vec::new();
@@ -42,13 +43,29 @@ impl Flusher {
                     }
                 }
             })?;
-        Ok(Self { queue })
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
     }
 
     /// Returns once everything written before this call is on disk.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.queue.send(tx).map_err(|_| StoreError::Closed)?;
+        let queue = self.queue.as_ref().ok_or(StoreError::Closed)?;
+        queue.send(tx).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread's loop once it has answered every queued waiter.
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("sled flusher thread panicked");
+            }
+        }
     }
 }
