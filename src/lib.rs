@@ -11,6 +11,7 @@ pub mod domain;
 pub mod grpc;
 pub mod proto;
 pub mod store;
+pub mod twilio;
 pub mod vault;
 
 use std::future::Future;
@@ -43,6 +44,8 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("server error: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Twilio(#[from] twilio::BuildError),
     #[error("final flush failed: {0}")]
     Flush(#[from] vault::VaultError),
 }
@@ -83,7 +86,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let vault = open_vault(&config).await?;
-    let (routes, health) = grpc::routes(vault.clone(), config.max_request_bytes).await?;
+    let twilio = twilio::TwilioClient::new(&config.twilio)?;
+    let (routes, health) = grpc::routes(vault.clone(), twilio, config.max_request_bytes).await?;
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),

@@ -10,6 +10,7 @@ use crate::domain::{
     PhoneNumber, Secret, Sender, SenderInfo, ValidationState, ValidationStatus,
 };
 use crate::proto::v1 as pb;
+use crate::twilio::{Outcome, Step};
 use crate::vault::Resolved;
 
 /// Field violations found so far.
@@ -153,5 +154,24 @@ pub fn resolved(r: &Resolved) -> pb::ResolveResponse {
         version: r.metadata.version,
         username: c.username().to_owned(),
         password: c.password().expose().to_owned(),
+    }
+}
+
+pub fn validation_result(o: &Outcome) -> pb::ValidationResult {
+    pb::ValidationResult {
+        valid: o.valid,
+        twilio_error_code: o.twilio_error_code,
+        http_status: u32::from(o.http_status),
+        reason: o.reason.clone(),
+        message_sid: o
+            .message_sid
+            .as_ref()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        step: match o.step {
+            Step::Auth => pb::ValidationStep::Auth,
+            Step::Sender => pb::ValidationStep::Sender,
+            Step::TestMessage => pb::ValidationStep::TestMessage,
+        } as i32,
     }
 }

@@ -10,7 +10,8 @@ use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
 use crate::proto::{self, v1::credential_vault_server::CredentialVaultServer};
-use crate::vault::Vault;
+use crate::twilio::TwilioClient;
+use crate::vault::{Validator, Vault};
 pub use vault::VaultService;
 
 /// Full proto name of the vault service, as health checks and reflection know it.
@@ -19,6 +20,7 @@ pub const SERVICE_NAME: &str = "credvault.v1.CredentialVault";
 /// Every service credvault serves, and the health reporter to flip at shutdown.
 pub async fn routes(
     vault: Arc<Vault>,
+    twilio: TwilioClient,
     max_request_bytes: usize,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -40,7 +42,8 @@ pub async fn routes(
             )
     };
 
-    let vault_service = CredentialVaultServer::new(VaultService::new(vault))
+    let validator = Validator::new(vault.clone(), twilio);
+    let vault_service = CredentialVaultServer::new(VaultService::new(vault, validator))
         .max_decoding_message_size(max_request_bytes);
     let routes = Routes::new(vault_service)
         .add_service(health_service)

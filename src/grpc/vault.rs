@@ -6,20 +6,22 @@ use tonic::{Request, Response, Status};
 use tracing::Span;
 
 use super::convert::{self, Violations};
-use crate::domain::{Label, Owner, PageToken};
+use crate::domain::{Label, Owner, PageToken, PhoneNumber};
 use crate::proto::v1 as pb;
-use crate::vault::Vault;
+use crate::twilio::{TestMessage, DEFAULT_TEST_BODY, MAX_TEST_BODY_CHARS};
+use crate::vault::{Validator, Vault};
 
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 500;
 
 pub struct VaultService {
     vault: Arc<Vault>,
+    validator: Validator,
 }
 
 impl VaultService {
-    pub fn new(vault: Arc<Vault>) -> Self {
-        Self { vault }
+    pub fn new(vault: Arc<Vault>, validator: Validator) -> Self {
+        Self { vault, validator }
     }
 }
 
@@ -34,6 +36,40 @@ fn identity(v: &mut Violations, owner: &str, label: &str) -> Option<(Owner, Labe
     Some((owner, label))
 }
 
+/// The optional test SMS: `None` with the violations recorded when a field is bad, `Some(None)`
+/// when no SMS was asked for.
+fn test_message(
+    v: &mut Violations,
+    recipient_field: &str,
+    recipient: &str,
+    body: &str,
+) -> Option<Option<TestMessage>> {
+    if body.chars().count() > MAX_TEST_BODY_CHARS {
+        v.add(
+            "test_message_body",
+            format!("must be at most {MAX_TEST_BODY_CHARS} characters"),
+        );
+        return None;
+    }
+    if recipient.is_empty() {
+        if !body.is_empty() {
+            v.add("test_message_body", "is only used with test_recipient");
+            return None;
+        }
+        return Some(None);
+    }
+    let to = v.check(recipient_field, PhoneNumber::parse(recipient))?;
+    let body = if body.is_empty() {
+        DEFAULT_TEST_BODY
+    } else {
+        body
+    };
+    Some(Some(TestMessage {
+        to,
+        body: body.to_owned(),
+    }))
+}
+
 #[tonic::async_trait]
 impl pb::credential_vault_server::CredentialVault for VaultService {
     #[tracing::instrument(skip_all, fields(owner, label))]
@@ -42,9 +78,29 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         let mut v = Violations::default();
         let id = identity(&mut v, &req.owner, &req.label);
         let cred = convert::credential(&mut v, req.credential.as_ref());
-        let (Some((owner, label)), Some(cred)) = (id, cred) else {
+        let test = if !req.validate && !req.test_recipient.is_empty() {
+            v.add("test_recipient", "is only used with validate");
+            None
+        } else {
+            test_message(&mut v, "test_recipient", &req.test_recipient, "")
+        };
+        let (Some((owner, label)), Some(cred), Some(test)) = (id, cred, test) else {
             return Err(v.into_status());
         };
+        if req.validate {
+            let done = self
+                .validator
+                .add_validated(&owner, &label, &cred, req.replace, test.as_ref())
+                .await?;
+            tracing::info!(
+                version = done.metadata.version,
+                "credential validated and stored"
+            );
+            return Ok(Response::new(pb::AddResponse {
+                validation: Some(convert::validation_result(&done.outcome)),
+                credential: Some(convert::metadata(done.metadata)),
+            }));
+        }
         let meta = self.vault.add(&owner, &label, &cred, req.replace).await?;
         tracing::info!(version = meta.version, "credential stored");
         Ok(Response::new(pb::AddResponse {
@@ -56,9 +112,28 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
     #[tracing::instrument(skip_all, fields(owner, label))]
     async fn validate(
         &self,
-        _req: Request<pb::ValidateRequest>,
+        req: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::ValidateResponse>, Status> {
-        Err(Status::unimplemented("Validate is not implemented yet"))
+        let req = req.into_inner();
+        let mut v = Violations::default();
+        let id = identity(&mut v, &req.owner, &req.label);
+        let test = test_message(
+            &mut v,
+            "test_recipient",
+            &req.test_recipient,
+            &req.test_message_body,
+        );
+        let (Some((owner, label)), Some(test)) = (id, test) else {
+            return Err(v.into_status());
+        };
+        let done = self
+            .validator
+            .validate_stored(&owner, &label, test.as_ref())
+            .await?;
+        Ok(Response::new(pb::ValidateResponse {
+            result: Some(convert::validation_result(&done.outcome)),
+            credential: Some(convert::metadata(done.metadata)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(owner))]

@@ -3,12 +3,14 @@
 
 mod error;
 mod record;
+mod validate;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use error::{OpenError, VaultError};
 pub use record::{key as record_key, StoredRecord};
+pub use validate::{ValidateError, Validated, Validator};
 
 use crate::crypto::Cipher;
 use crate::domain::{
