@@ -43,6 +43,27 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// sled's atomic compare-and-swap, acknowledged only once flushed. A lost race writes nothing
+    /// and needs no flush.
+    async fn durable_cas(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let swapped = self
+            .tree
+            .compare_and_swap(key, expected, new)
+            .map_err(backend)?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.flusher.flush().await?;
+        Ok(true)
+    }
+}
+
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -54,15 +75,7 @@ impl Store for SledStore {
     }
 
     async fn put_if_absent(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError> {
-        let swapped = self
-            .tree
-            .compare_and_swap(key, None::<&[u8]>, Some(value))
-            .map_err(backend)?;
-        if swapped.is_err() {
-            return Ok(false);
-        }
-        self.flusher.flush().await?;
-        Ok(true)
+        self.durable_cas(key, None, Some(value)).await
     }
 
     async fn compare_and_swap(
@@ -71,15 +84,7 @@ impl Store for SledStore {
         expected: &[u8],
         new: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
-        let swapped = self
-            .tree
-            .compare_and_swap(key, Some(expected), new)
-            .map_err(backend)?;
-        if swapped.is_err() {
-            return Ok(false);
-        }
-        self.flusher.flush().await?;
-        Ok(true)
+        self.durable_cas(key, Some(expected), new).await
     }
 
     async fn scan(
