@@ -1,0 +1,419 @@
+//! A fake Twilio on 127.0.0.1:0 serving both the REST API (2010-04-01) and the Messaging v1 API.
+//!
+//! It behaves like Twilio for the requests credvault makes (shapes and error bodies from
+//! ../shared/twilio/*.yaml) and *checks* every request: method, path, query, basic auth, form
+//! fields. Anything credvault should never send is recorded as a violation, and
+//! [`FakeTwilio::assert_clean`] fails the test on any.
+#![allow(dead_code)] // each test binary uses a different part of the fake
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+/// A recipient for which Twilio answers 21211 (invalid To).
+pub const INVALID_RECIPIENT: &str = "+15005550001";
+/// A recipient for which Twilio answers 21608 (trial account, unverified recipient).
+pub const UNVERIFIED_RECIPIENT: &str = "+15005550009";
+pub const RECIPIENT: &str = "+6591234567";
+pub const FOREIGN_ACCOUNT: &str = "ACffffffffffffffffffffffffffffffff";
+
+/// What the fake knows about the one account it hosts. Tests change it through `FakeTwilio`.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub sid: String,
+    pub auth_token: String,
+    pub status: &'static str,
+    pub api_key_sid: String,
+    pub api_key_secret: String,
+    /// `Some((http status, code))`: the API key is a Restricted key without Messaging read.
+    pub key_restricted: Option<(u16, i32)>,
+    /// Messaging services, each with the account that owns it.
+    pub services: HashMap<String, String>,
+    pub numbers: HashSet<String>,
+}
+
+/// One SMS the fake accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentSms {
+    pub to: String,
+    pub body: String,
+    pub from: Option<String>,
+    pub messaging_service_sid: Option<String>,
+    pub sid: String,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Answer this many requests with 429 + Retry-After: 1 before behaving.
+    pending_429: AtomicU32,
+    /// Answer every request with 500.
+    always_500: AtomicBool,
+    /// Sleep this long before answering.
+    delay: Mutex<Option<Duration>>,
+    /// Park the next request: notify `arrived`, wait for `release`.
+    hold: Mutex<Option<(Arc<Notify>, Arc<Notify>)>>,
+}
+
+struct State {
+    account: Mutex<Account>,
+    faults: Faults,
+    /// "METHOD /path" of every request received, in order.
+    log: Mutex<Vec<String>>,
+    violations: Mutex<Vec<String>>,
+    sent: Mutex<Vec<SentSms>>,
+}
+
+pub struct FakeTwilio {
+    /// Base URL for both CREDVAULT_TWILIO_API_BASE and CREDVAULT_TWILIO_MESSAGING_BASE.
+    pub base: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeTwilio {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeTwilio {
+    pub async fn start(account: Account) -> Self {
+        let state = Arc::new(State {
+            account: Mutex::new(account),
+            faults: Faults::default(),
+            log: Mutex::default(),
+            violations: Mutex::default(),
+            sent: Mutex::default(),
+        });
+        let app = Router::new().fallback({
+            let state = state.clone();
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let state = state.clone();
+                async move { handle(&state, method, uri, headers, body).await }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { base, state, task }
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut Account)) {
+        f(&mut self.state.account.lock().unwrap());
+    }
+
+    pub fn fail_next_with_429(&self, n: u32) {
+        self.state.faults.pending_429.store(n, Ordering::SeqCst);
+    }
+
+    pub fn always_500(&self, on: bool) {
+        self.state.faults.always_500.store(on, Ordering::SeqCst);
+    }
+
+    pub fn delay(&self, d: Option<Duration>) {
+        *self.state.faults.delay.lock().unwrap() = d;
+    }
+
+    /// Parks the next request until `release` is notified; `arrived` is notified when it comes.
+    pub fn hold_next(&self) -> (Arc<Notify>, Arc<Notify>) {
+        let pair = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        *self.state.faults.hold.lock().unwrap() = Some(pair.clone());
+        pair
+    }
+
+    /// "METHOD /path" of every request so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    pub fn sent(&self) -> Vec<SentSms> {
+        self.state.sent.lock().unwrap().clone()
+    }
+
+    /// Fails the test if credvault sent anything Twilio's API does not expect.
+    pub fn assert_clean(&self) {
+        let v = self.state.violations.lock().unwrap();
+        assert!(v.is_empty(), "fake Twilio saw bad requests: {v:#?}");
+    }
+}
+
+/// Twilio's error body, as in the spec: `{"code", "message", "more_info", "status"}`.
+pub fn twilio_error(status: u16, code: i32, message: &str) -> Response {
+    let body = json!({
+        "code": code,
+        "message": message,
+        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
+        "status": status,
+    });
+    (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
+}
+
+enum Caller {
+    Token,
+    Key,
+}
+
+async fn handle(
+    state: &State,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    state.log.lock().unwrap().push(format!("{method} {path}"));
+    let violation = |what: String| state.violations.lock().unwrap().push(what);
+
+    let hold = state.faults.hold.lock().unwrap().take();
+    if let Some((arrived, release)) = hold {
+        arrived.notify_one();
+        release.notified().await;
+    }
+    let delay = *state.faults.delay.lock().unwrap();
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    if state.faults.always_500.load(Ordering::SeqCst) {
+        return twilio_error(500, 20500, "Internal Server Error");
+    }
+    let take_429 = state
+        .faults
+        .pending_429
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if take_429 {
+        let mut r = twilio_error(429, 20429, "Too Many Requests");
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, "1".parse().unwrap());
+        return r;
+    }
+
+    let account = state.account.lock().unwrap().clone();
+    let query = query_pairs(uri.query().unwrap_or(""));
+    for secret in [&account.auth_token, &account.api_key_secret] {
+        if uri.to_string().contains(secret.as_str()) {
+            violation(format!("a secret is in the URL of {method} {path}"));
+        }
+    }
+
+    // Basic auth exactly as Twilio takes it; a wrong pair is Twilio's real 20003.
+    let Some((user, pass)) = basic_auth(&headers) else {
+        violation(format!("{method} {path} without basic auth"));
+        return twilio_error(401, 20003, "Authenticate");
+    };
+    let caller = if user == account.sid && pass == account.auth_token {
+        Caller::Token
+    } else if user == account.api_key_sid && pass == account.api_key_secret {
+        Caller::Key
+    } else {
+        return twilio_error(401, 20003, "Authenticate");
+    };
+    if account.status != "active" && matches!(caller, Caller::Key) {
+        // Keys of a suspended account are refused like a wrong secret.
+        return twilio_error(401, 20003, "Authenticate");
+    }
+
+    let acct = format!("/2010-04-01/Accounts/{}", account.sid);
+    let not_found = || {
+        twilio_error(
+            404,
+            20404,
+            &format!("The requested resource {path} was not found"),
+        )
+    };
+
+    if method == Method::GET && path == format!("{acct}.json") {
+        if matches!(caller, Caller::Key) {
+            violation(
+                "API key used on /Accounts/{Sid}.json: Standard keys are refused there".into(),
+            );
+        }
+        no_query(&query, &path, &violation);
+        return json_ok(json!({
+            "sid": account.sid,
+            "friendly_name": "fake",
+            "owner_account_sid": account.sid,
+            "status": account.status,
+            "type": "Full",
+            "uri": format!("{acct}.json"),
+        }));
+    }
+    if method == Method::GET && path == format!("{acct}/Messages.json") {
+        if query != [("PageSize".to_owned(), "1".to_owned())] {
+            violation(format!(
+                "GET Messages.json with query {query:?}, want PageSize=1"
+            ));
+        }
+        if let (Caller::Key, Some((status, code))) = (&caller, account.key_restricted) {
+            return twilio_error(
+                status,
+                code,
+                "Unable to authorize: the API key lacks the permission for this resource",
+            );
+        }
+        return json_ok(
+            json!({"messages": [], "page": 0, "page_size": 1, "start": 0, "end": 0,
+            "first_page_uri": format!("{acct}/Messages.json?PageSize=1&Page=0"),
+            "next_page_uri": null, "previous_page_uri": null, "uri": format!("{acct}/Messages.json?PageSize=1&Page=0")}),
+        );
+    }
+    if method == Method::GET && path == format!("{acct}/IncomingPhoneNumbers.json") {
+        let wanted: Vec<_> = query.iter().filter(|(k, _)| k == "PhoneNumber").collect();
+        if wanted.len() != 1 || query.len() != 1 {
+            violation(format!(
+                "IncomingPhoneNumbers.json with query {query:?}, want PhoneNumber=..."
+            ));
+        }
+        let wanted = wanted.first().map(|(_, v)| v.clone()).unwrap_or_default();
+        let list: Vec<Value> = account
+            .numbers
+            .iter()
+            .filter(|n| **n == wanted)
+            .map(|n| json!({"phone_number": n, "account_sid": account.sid, "sid": "PNaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "capabilities": {"sms": true}}))
+            .collect();
+        return json_ok(json!({"incoming_phone_numbers": list, "page": 0, "page_size": 50}));
+    }
+    if method == Method::GET && path.starts_with("/v1/Services/") {
+        no_query(&query, &path, &violation);
+        let sid = &path["/v1/Services/".len()..];
+        return match account.services.get(sid) {
+            // Twilio hides other accounts' services: 20404, as for one that does not exist.
+            Some(owner) if *owner == account.sid => json_ok(json!({
+                "sid": sid, "account_sid": owner, "friendly_name": "fake service",
+                "url": format!("https://messaging.twilio.com/v1/Services/{sid}"),
+            })),
+            _ => not_found(),
+        };
+    }
+    if method == Method::POST && path == format!("{acct}/Messages.json") {
+        return create_message(state, &account, &headers, &query, &body, &violation);
+    }
+    violation(format!("unexpected request {method} {path}"));
+    not_found()
+}
+
+fn create_message(
+    state: &State,
+    account: &Account,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    body: &[u8],
+    violation: &dyn Fn(String),
+) -> Response {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if form_type != "application/x-www-form-urlencoded" {
+        violation(format!(
+            "POST Messages.json with content type {form_type:?}"
+        ));
+    }
+    if !query.is_empty() {
+        violation(format!("POST Messages.json with a query {query:?}"));
+    }
+    let form = query_pairs(std::str::from_utf8(body).unwrap_or(""));
+    let field = |name: &str| -> Option<String> {
+        let mut values = form
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone());
+        let first = values.next();
+        if values.next().is_some() {
+            violation(format!("form field {name} repeated"));
+        }
+        first
+    };
+    for (k, _) in &form {
+        if !["To", "From", "MessagingServiceSid", "Body"].contains(&k.as_str()) {
+            violation(format!("unexpected form field {k}"));
+        }
+    }
+    let (to, body, from, mg) = (
+        field("To"),
+        field("Body"),
+        field("From"),
+        field("MessagingServiceSid"),
+    );
+    if from.is_some() == mg.is_some() {
+        violation(format!(
+            "want exactly one of From / MessagingServiceSid, got {from:?} / {mg:?}"
+        ));
+    }
+    if let Some(mg) = &mg {
+        if account.services.get(mg) != Some(&account.sid) {
+            return twilio_error(400, 21705, "The Messaging Service Sid is invalid.");
+        }
+    }
+    if let Some(from) = &from {
+        if !account.numbers.contains(from) {
+            return twilio_error(400, 21606, "The 'From' phone number provided is not a valid message-capable Twilio phone number for this destination/account.");
+        }
+    }
+    let (Some(to), Some(body)) = (to, body) else {
+        violation("POST Messages.json without To or Body".into());
+        return twilio_error(400, 21604, "A 'To' phone number is required.");
+    };
+    if to == INVALID_RECIPIENT {
+        return twilio_error(400, 21211, &format!("Invalid 'To' Phone Number: {to}"));
+    }
+    if to == UNVERIFIED_RECIPIENT {
+        return twilio_error(400, 21608, "The number is unverified. Trial accounts cannot send messages to unverified numbers; verify it at twilio.com/user/account/phone-numbers/verified, or purchase a Twilio number to send messages to unverified numbers.");
+    }
+    let mut sent = state.sent.lock().unwrap();
+    let sid = format!("SM{:032x}", sent.len() + 0xabc);
+    sent.push(SentSms {
+        to: to.clone(),
+        body: body.clone(),
+        from: from.clone(),
+        messaging_service_sid: mg.clone(),
+        sid: sid.clone(),
+    });
+    let reply = json!({
+        "sid": sid, "account_sid": account.sid, "to": to, "from": from, "body": body,
+        "messaging_service_sid": mg, "status": "queued", "direction": "outbound-api",
+        "api_version": "2010-04-01", "error_code": null, "error_message": null,
+    });
+    (StatusCode::CREATED, axum::Json(reply)).into_response()
+}
+
+fn json_ok(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+fn no_query(query: &[(String, String)], path: &str, violation: &dyn Fn(String)) {
+    if !query.is_empty() {
+        violation(format!("GET {path} with an unexpected query {query:?}"));
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` (query strings and form bodies alike).
+fn query_pairs(s: &str) -> Vec<(String, String)> {
+    let url = reqwest::Url::parse(&format!("http://x/?{s}")).unwrap();
+    if s.is_empty() {
+        return Vec::new();
+    }
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn basic_auth(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let decoded = STANDARD.decode(value.strip_prefix("Basic ")?).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_owned(), pass.to_owned()))
+}
