@@ -5,6 +5,7 @@ mod common;
 mod fake_twilio;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -46,7 +47,36 @@ async fn env() -> Env {
     env_with(|_| {}).await
 }
 
+/// Every test of this binary logs at TRACE (every crate: reqwest, hyper, axum, tonic) into one
+/// buffer, which `secrets_never_reach_the_logs` searches.
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("trace")
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .init();
+        logs
+    })
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 async fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
+    logs();
     let fake = FakeTwilio::start(account()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config(dir.path());
@@ -764,4 +794,48 @@ async fn outbound_validations_are_capped_by_max_concurrent() {
     );
     assert_eq!(env.fake.requests().len(), 4);
     env.fake.assert_clean();
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let mut env = env_with(|c| {
+        c.twilio.request_timeout = Duration::from_millis(300);
+        c.twilio.max_retries = 1;
+    })
+    .await;
+    env.add("tok", token_credential()).await;
+    env.add("key", api_key_credential()).await;
+    env.validate("tok", RECIPIENT, "").await.unwrap();
+    env.validate("key", INVALID_RECIPIENT, "").await.unwrap();
+    env.fake
+        .update(|a| a.auth_token = "0000000000000000000000000000ffff".into());
+    env.validate("tok", "", "").await.unwrap();
+    env.fake.fail_next_with_429(1);
+    env.validate("key", "", "").await.unwrap();
+    env.fake.delay(Some(Duration::from_secs(2)));
+    assert_eq!(
+        env.validate("key", "", "").await.unwrap_err().code(),
+        Code::Unavailable
+    );
+    env.fake.delay(None);
+    env.fake.always_500(true);
+    let err = env
+        .client
+        .add(add_validated("new", token_credential(), RECIPIENT))
+        .await
+        .unwrap_err();
+    no_secret(err.message());
+
+    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("Twilio call not answered; retrying"),
+        "logs not captured"
+    );
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (user, secret) in [(ACCOUNT_SID, AUTH_TOKEN), (API_KEY_SID, API_KEY_SECRET)] {
+        for needle in [secret.to_owned(), b64.encode(format!("{user}:{secret}"))] {
+            assert!(!logs.contains(&needle), "{needle} in the logs");
+        }
+    }
 }
