@@ -53,26 +53,22 @@ impl Validator {
         let outcome = self.twilio.validate(&resolved.credential, test).await?;
         drop(resolved);
         let status = status_of(&outcome);
-        let metadata = match self
+        let recorded = self
             .vault
             .record_validation(owner, label, version, &status)
-            .await?
-        {
-            Some(metadata) => metadata,
-            None => {
-                tracing::info!(
-                    version,
-                    "credential changed during validation; result dropped"
-                );
-                self.vault.resolve(owner, label, false).await?.metadata
-            }
-        };
+            .await?;
         tracing::info!(
             version,
             valid = outcome.valid,
             twilio_error_code = outcome.twilio_error_code,
-            "validation recorded"
+            recorded = recorded.is_some(),
+            "validation done"
         );
+        let metadata = match recorded {
+            Some(metadata) => metadata,
+            // Replaced or deleted while Twilio was asked: the outcome is stale and was dropped.
+            None => self.vault.resolve(owner, label, false).await?.metadata,
+        };
         Ok(Validated { outcome, metadata })
     }
 
