@@ -80,9 +80,9 @@ pub enum TwilioError {
     },
 }
 
-/// The shared HTTP client could not be built (TLS setup).
+/// The Twilio client cannot be set up: a bad base URL, or the HTTP client failed to build.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the Twilio HTTP client: {0}")]
+#[error("Twilio client: {0}")]
 pub struct BuildError(pub String);
 
 #[cfg(test)]

@@ -67,6 +67,19 @@ pub struct TwilioClient {
 
 impl TwilioClient {
     pub fn new(cfg: &TwilioConfig) -> Result<Self, BuildError> {
+        // A typo in a base URL should stop startup, not fail every validation later.
+        for (var, base) in [
+            ("CREDVAULT_TWILIO_API_BASE", &cfg.api_base),
+            ("CREDVAULT_TWILIO_MESSAGING_BASE", &cfg.messaging_base),
+        ] {
+            let ok = reqwest::Url::parse(base)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+            if !ok {
+                return Err(BuildError(format!(
+                    "{var} must be an http(s) URL, got {base:?}"
+                )));
+            }
+        }
         Ok(Self {
             http: Http::new(cfg)?,
             api_base: cfg.api_base.trim_end_matches('/').to_owned(),
@@ -89,5 +102,19 @@ impl TwilioClient {
             .await
             .expect("validation semaphore is never closed");
         checks::run(self, cred, test).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_base_urls_are_refused_at_startup() {
+        let mut cfg = crate::Config::with_data_dir("unused").twilio;
+        assert!(TwilioClient::new(&cfg).is_ok());
+        cfg.messaging_base = "messaging.twilio.com".into();
+        let err = TwilioClient::new(&cfg).unwrap_err().to_string();
+        assert!(err.contains("CREDVAULT_TWILIO_MESSAGING_BASE"), "{err}");
     }
 }
