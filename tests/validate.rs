@@ -839,3 +839,26 @@ async fn secrets_never_reach_the_logs() {
         }
     }
 }
+
+#[tokio::test]
+async fn test_sms_is_retried_only_when_twilio_certainly_did_not_send_it() {
+    let mut env = env().await;
+    env.add("mg", token_credential()).await;
+    let post = format!("POST /2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json");
+    // 503: Twilio did not act on it, so retrying cannot text the recipient twice.
+    env.fake.fail_sms_with(Some(503));
+    let err = env.validate("mg", RECIPIENT, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(env.count(&post), 3);
+    // 500: the SMS may have gone out; one attempt only.
+    env.fake.fail_sms_with(Some(500));
+    let err = env.validate("mg", RECIPIENT, "").await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("test SMS"), "{err:?}");
+    assert_eq!(env.count(&post), 3 + 1);
+    assert_eq!(
+        env.listed("mg").await.1.state(),
+        pb::ValidationState::Unvalidated
+    );
+    env.fake.assert_clean();
+}

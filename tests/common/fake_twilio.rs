@@ -60,6 +60,8 @@ struct Faults {
     always_500: AtomicBool,
     /// Sleep this long before answering.
     delay: Mutex<Option<Duration>>,
+    /// Answer every message creation (POST Messages.json) with this status.
+    sms_status: Mutex<Option<u16>>,
     /// Park the next request: notify `arrived`, wait for `release`.
     hold: Mutex<Option<(Arc<Notify>, Arc<Notify>)>>,
 }
@@ -124,6 +126,11 @@ impl FakeTwilio {
 
     pub fn delay(&self, d: Option<Duration>) {
         *self.state.faults.delay.lock().unwrap() = d;
+    }
+
+    /// Makes every POST Messages.json fail with `status` (`None`: behave).
+    pub fn fail_sms_with(&self, status: Option<u16>) {
+        *self.state.faults.sms_status.lock().unwrap() = status;
     }
 
     /// Parks the next request until `release` is notified; `arrived` is notified when it comes.
@@ -298,6 +305,10 @@ async fn handle(
         };
     }
     if method == Method::POST && path == format!("{acct}/Messages.json") {
+        let forced = *state.faults.sms_status.lock().unwrap();
+        if let Some(status) = forced {
+            return twilio_error(status, 20000 + i32::from(status), "Server error");
+        }
         return create_message(state, &account, &headers, &query, &body, &violation);
     }
     violation(format!("unexpected request {method} {path}"));
