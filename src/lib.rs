@@ -85,8 +85,9 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let vault = open_vault(&config).await?;
+    // Before the data dir is touched: a bad Twilio base is a config error.
     let twilio = twilio::TwilioClient::new(&config.twilio)?;
+    let vault = open_vault(&config).await?;
     let (routes, health) = grpc::routes(vault.clone(), twilio, config.max_request_bytes).await?;
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
