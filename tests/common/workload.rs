@@ -126,7 +126,7 @@ pub struct Outcome {
     pub acked: u64,
     pub refused_duplicates: u64,
     /// Codes of RPCs that failed after the server was told to go away.
-    pub failures_after_stop: Vec<Code>,
+    pub failures_after_stop: Vec<(Code, String)>,
 }
 
 /// Runs one writer task per slot until each did `ops_per_slot` operations or its server went
@@ -165,7 +165,7 @@ pub async fn run(
                         }
                     }
                     Err(status) if stopping.load(Ordering::SeqCst) => {
-                        failure = Some(status.code());
+                        failure = Some((status.code(), status.message().to_owned()));
                         break;
                     }
                     Err(status) => panic!(
