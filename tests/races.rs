@@ -176,8 +176,8 @@ async fn replace_delete_resolve_list_answers_are_never_a_mix() {
 
     // A reader may see a write before its writer got the ack, but never a version other than
     // the one that write was acknowledged with.
-    let acked = acked.lock().unwrap();
-    let seen = seen.lock().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(acked.len(), 480);
     for (write, version) in seen.iter() {
         assert_eq!(
