@@ -75,7 +75,12 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     })
     .await
     .expect("vault open task does not panic")?;
-    Ok(Arc::new(Vault::open(Arc::new(store), cipher).await?))
+    let vault = if store.was_recovered() {
+        Vault::open_existing(Arc::new(store), cipher).await?
+    } else {
+        Vault::open(Arc::new(store), cipher).await?
+    };
+    Ok(Arc::new(vault))
 }
 
 /// Serves credvault on `listener` until `shutdown` completes, then drains in-flight RPCs and

@@ -16,11 +16,14 @@ pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
     flusher: Flusher,
+    existed: bool,
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        // sled reports a store whose log file was emptied as new: look at its files first.
+        let existed = ["conf", "db"].iter().any(|f| dir.join(f).exists());
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
@@ -28,7 +31,17 @@ impl SledStore {
             .map_err(backend)?;
         let tree = db.open_tree("credvault").map_err(backend)?;
         let flusher = Flusher::start(db.clone()).map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Self { db, tree, flusher })
+        Ok(Self {
+            db,
+            tree,
+            flusher,
+            existed,
+        })
+    }
+
+    /// Whether the directory already held a store (false when this open created a new one).
+    pub fn was_recovered(&self) -> bool {
+        self.existed || self.db.was_recovered()
     }
 
     /// Raw access for tests that damage the store on purpose.

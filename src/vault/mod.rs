@@ -61,6 +61,16 @@ impl Vault {
         Ok(Self { store, cipher })
     }
 
+    /// Like `open`, for a store that already existed on disk: its canary must be there. sled
+    /// opens a truncated or emptied log as a shorter (or new) one without complaint, so without
+    /// this check a store whose files lost their contents would come up as an empty vault.
+    pub async fn open_existing(store: Arc<dyn Store>, cipher: Cipher) -> Result<Self, OpenError> {
+        if store.get(CANARY_KEY).await?.is_none() {
+            return Err(OpenError::CanaryMissing);
+        }
+        Self::open(store, cipher).await
+    }
+
     /// Stores `cred`; with `replace`, overwrites an existing one and bumps its version.
     pub async fn add(
         &self,
