@@ -129,4 +129,21 @@ mod tests {
         assert!(Secret::parse_api_key_secret(&"x".repeat(129)).is_err());
         assert!(Secret::parse_api_key_secret("aB3xYz9QkLmN0pRsTuVwXyZ123456789").is_ok());
     }
+
+    proptest::proptest! {
+        /// Any string: a secret or an error that states the rule and never echoes the input.
+        #[test]
+        fn secret_parsers_never_panic_or_echo(s in "\\PC{0,200}") {
+            for parsed in [Secret::parse_auth_token(&s), Secret::parse_api_key_secret(&s)] {
+                match parsed {
+                    Ok(secret) => {
+                        proptest::prop_assert!(secret.expose().bytes().all(|b| b.is_ascii_graphic()));
+                        proptest::prop_assert!(secret.hint().len() <= 4);
+                    }
+                    Err(e) if s.len() >= 8 => proptest::prop_assert!(!e.rule.contains(&s)),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
 }
