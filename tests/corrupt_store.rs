@@ -147,6 +147,7 @@ enum Damage {
     TruncateDbHalf,
     TruncateDbEmpty,
     OverwriteDbMiddle,
+    OverwriteDbStart,
     GarbageConf,
     RemoveConf,
 }
@@ -176,6 +177,10 @@ fn damage(data_dir: &Path, how: Damage) {
                 .collect();
             f.write_all(&noise).unwrap();
         }
+        Damage::OverwriteDbStart => {
+            let mut f = OpenOptions::new().write(true).open(&db).unwrap();
+            f.write_all(&[0xa5; 4096]).unwrap();
+        }
         Damage::GarbageConf => fs::write(&conf, b"segment_size: banana\x00\xff").unwrap(),
         Damage::RemoveConf => fs::remove_file(&conf).unwrap(),
     }
@@ -188,6 +193,7 @@ async fn damaged_sled_files_give_a_clear_error_or_honest_answers_never_a_panic()
         Damage::TruncateDbHalf,
         Damage::TruncateDbEmpty,
         Damage::OverwriteDbMiddle,
+        Damage::OverwriteDbStart,
         Damage::GarbageConf,
         Damage::RemoveConf,
     ] {
@@ -234,6 +240,15 @@ async fn damaged_sled_files_give_a_clear_error_or_honest_answers_never_a_panic()
                 println!("{how:?}: refuses to start: {reason}");
             }
             Ok(server) => {
+                // An emptied or headless log must not come up as an empty vault.
+                assert!(
+                    !matches!(
+                        how,
+                        Damage::TruncateDbEmpty | Damage::OverwriteDbStart | Damage::GarbageConf
+                    ),
+                    "{how:?}: started as if nothing happened:\n{}",
+                    server.log()
+                );
                 // Serving: every answer is the truth or an honest error.
                 let mut client = server.client().await;
                 let (mut intact, mut missing, mut lost) = (0, 0, 0);
