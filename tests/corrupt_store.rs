@@ -284,6 +284,9 @@ async fn damaged_sled_files_give_a_clear_error_or_honest_answers_never_a_panic()
                     !log.contains("panicked"),
                     "{how:?}: server panicked:\n{log}"
                 );
+                if matches!(how, Damage::RemoveConf) {
+                    assert_eq!(intact, LABELS, "sled rebuilds its conf file");
+                }
                 println!(
                     "{how:?}: serves: {intact} intact, {missing} NOT_FOUND, {lost} DATA_LOSS, {listed}"
                 );
