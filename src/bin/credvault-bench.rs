@@ -152,14 +152,29 @@ async fn run(args: Args) -> Result<Report, String> {
     let scenario = args.scenario.clone();
     let reads = matches!(scenario.as_str(), "health" | "resolve" | "list" | "all");
     let writes = matches!(scenario.as_str(), "add" | "add-replace-storm" | "all");
-    let known = reads || writes || matches!(scenario.as_str(), "startup" | "etcd");
+    let known = reads || writes || matches!(scenario.as_str(), "startup" | "etcd" | "core");
     if !known {
         return Err(format!("unknown scenario {scenario}\n\n{USAGE}"));
     }
 
     // Stores first (preloading is not measured), then the startup of the largest.
     let mut stores = Vec::new();
-    let needs_store = matches!(scenario.as_str(), "resolve" | "list" | "all" | "startup");
+    if scenario == "core" {
+        for n in args.store_sizes() {
+            let store = Store::prepare(n).await?;
+            let calls = (args.requests as usize).min(200_000);
+            let ns = server::core_resolve(&store.data(), n, calls).await?;
+            eprintln!(
+                "core: Vault::resolve on {n} credentials: {:.2} us per call",
+                ns / 1000.0
+            );
+        }
+        return Ok(report);
+    }
+    let needs_store = matches!(
+        scenario.as_str(),
+        "resolve" | "list" | "all" | "startup" | "etcd"
+    );
     if needs_store && args.addr.is_none() {
         for n in args.store_sizes() {
             stores.push(Store::prepare(n).await?);
@@ -171,12 +186,18 @@ async fn run(args: Args) -> Result<Report, String> {
             _ => eprintln!("notice: startup is measured only on a store of our own (no --addr)"),
         }
     }
-    let etcd = if matches!(scenario.as_str(), "etcd" | "all") {
+    // The baseline runs next to the scenarios it is compared with.
+    let etcd = if matches!(scenario.as_str(), "etcd" | "all" | "resolve" | "add") {
         Etcd::start().await
     } else {
         None
     };
-    let value_size = stores.first().map_or(300, |s| s.record_bytes);
+    // etcd values are as large as a stored credvault record.
+    let value_size = match (stores.first(), &etcd) {
+        (Some(s), _) => s.record_bytes,
+        (None, Some(_)) => Store::prepare(1).await?.record_bytes,
+        (None, None) => 0,
+    };
 
     if reads || scenario == "etcd" {
         let mut jobs = Vec::new();
@@ -193,7 +214,7 @@ async fn run(args: Args) -> Result<Report, String> {
             targets.push(t);
         }
         for (i, &n) in sizes.iter().enumerate() {
-            if !matches!(scenario.as_str(), "resolve" | "list" | "all") {
+            if !matches!(scenario.as_str(), "resolve" | "list" | "all" | "etcd") {
                 break;
             }
             let t = Target::new(&args, stores.get(i), n).await?;
@@ -214,7 +235,7 @@ async fn run(args: Args) -> Result<Report, String> {
                     &format!("resolve {k}"),
                 ));
             }
-            if scenario != "resolve" {
+            if !matches!(scenario.as_str(), "resolve" | "etcd") {
                 jobs.push(jobs::list(
                     &chans,
                     conc,
@@ -240,10 +261,7 @@ async fn run(args: Args) -> Result<Report, String> {
     }
 
     if matches!(scenario.as_str(), "add" | "all" | "etcd") {
-        let t = match scenario.as_str() {
-            "etcd" => None,
-            _ => Some(Target::new(&args, None, 0).await?),
-        };
+        let t = Some(Target::new(&args, None, 0).await?);
         let mut jobs = Vec::new();
         let run_id = std::process::id();
         for c in args.add_levels() {

@@ -13,7 +13,10 @@ scenarios:
   add                durable Add of fresh labels at 1, 16 and 64 callers (or --concurrency)
   add-replace-storm  --concurrency (default 64) callers Add(replace) ONE label; per-second progress
   startup            time to SERVING and RSS of the credvault binary over --creds (default 100k)
-  etcd               etcd Range and Put baseline (needs --features etcd-bench and `etcd` on PATH)
+  etcd               etcd Range vs Resolve and Put vs durable Add (c=64) side by side
+                     (needs --features etcd-bench and `etcd` on PATH; resolve and add also
+                     run their etcd counterpart when both are there)
+  core               Vault::resolve through the library, one caller, no gRPC (for profiling)
   all                everything above side by side in one run, with the ratios against the targets
 
 options:
@@ -119,8 +122,9 @@ impl Args {
 
     /// Concurrency levels for durable Add.
     pub fn add_levels(&self) -> Vec<usize> {
-        match self.concurrency {
-            Some(n) if self.scenario != "all" => vec![n],
+        match (self.concurrency, self.scenario.as_str()) {
+            (Some(n), s) if s != "all" => vec![n],
+            (None, "etcd") => vec![64],
             _ => vec![1, 16, 64],
         }
     }

@@ -318,3 +318,29 @@ pub async fn preload_remote(addr: SocketAddr, n: usize) -> Result<(), String> {
     );
     Ok(())
 }
+
+/// Resolve through the vault library alone, one caller: what the core costs per call with no
+/// gRPC around it (for profiling the Resolve path). Returns nanoseconds per call.
+pub async fn core_resolve(data_dir: &Path, n: usize, calls: usize) -> Result<f64, String> {
+    let vault = credvault::open_vault(&config(data_dir))
+        .await
+        .map_err(|e| e.to_string())?;
+    let owner = Owner::parse(OWNER).expect("valid owner");
+    let labels: Vec<Label> = (0..n)
+        .map(|i| Label::parse(&label(i)).expect("valid label"))
+        .collect();
+    let mut rng = crate::load::SplitMix(42);
+    let started = Instant::now();
+    for _ in 0..calls {
+        let label = &labels[(rng.next() % n as u64) as usize];
+        let r = vault
+            .resolve(&owner, label, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        std::hint::black_box(r);
+    }
+    let ns = started.elapsed().as_nanos() as f64 / calls as f64;
+    drop(vault);
+    wait_unlocked(data_dir).await?;
+    Ok(ns)
+}
