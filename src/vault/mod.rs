@@ -84,12 +84,26 @@ impl Vault {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let now = SystemTime::now();
             let sealed = self.cipher.seal(&key, &plain)?;
-            let current = self.store.get(&key).await?;
+            // Without `replace` there is nothing to read first: the atomic create-if-absent
+            // below tells whether the label is taken. Saves a store lookup on every new label.
+            let current = if replace {
+                self.store.get(&key).await?
+            } else {
+                None
+            };
             let written = match &current {
                 None => {
                     let rec = StoredRecord::new(cred, sealed, 1, now, now);
                     let bytes = prost::Message::encode_to_vec(&rec);
-                    self.store.put_if_absent(&key, bytes).await?.then_some(rec)
+                    let created = self.store.put_if_absent(&key, bytes).await?;
+                    if !created && !replace {
+                        return Err(VaultError::AlreadyExists {
+                            owner: owner.clone(),
+                            label: label.clone(),
+                        });
+                    }
+                    // A replace that lost the race to create the label retries as a replace.
+                    created.then_some(rec)
                 }
                 Some(_) if !replace => {
                     return Err(VaultError::AlreadyExists {
