@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Smoke run of credvault-bench (issue 9): every scenario for a fraction of a second on small
+# stores, against the release build, with the etcd baseline when 40-etcd.sh installed etcd and
+# protoc. No thresholds: it checks that the tool runs end to end and prints its report (a failing
+# RPC, a stalled storm or a server that does not start makes it exit non-zero).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+start=$(date +%s)
+
+features=()
+if command -v protoc >/dev/null 2>&1 && command -v etcd >/dev/null 2>&1; then
+  features=(--features etcd-bench)
+else
+  echo "40-bench-smoke: protoc or etcd missing: etcd rows will be skipped"
+fi
+
+# `startup` spawns target/release/credvault: make sure it is the current one.
+cargo build --release --bins "${features[@]}"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+target/release/credvault-bench all --smoke | tee "$out"
+
+grep -q '^| resolve ' "$out" || { echo "no Resolve row"; exit 1; }
+grep -q '^| durable add c=64 ' "$out" || { echo "no durable Add row"; exit 1; }
+grep -q 'steady progress' "$out" || { echo "Add(replace) storm did not make steady progress"; exit 1; }
+grep -q '^startup (' "$out" || { echo "no startup line"; exit 1; }
+# A row's errors column is its last: every scenario must have answered without errors.
+if awk -F'|' '/^\| / && $2 !~ /scenario/ && $2 !~ /ratio/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$out"; then
+  echo "some scenario had errors"; exit 1
+fi
+if [ ${#features[@]} -gt 0 ]; then
+  grep -q '^| etcd range' "$out" || { echo "etcd feature on but no etcd rows"; exit 1; }
+fi
+echo "40-bench-smoke: ok in $(( $(date +%s) - start )) s"
