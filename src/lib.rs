@@ -48,6 +48,8 @@ pub enum ServeError {
     Twilio(#[from] twilio::BuildError),
     #[error("final flush failed: {0}")]
     Flush(#[from] vault::VaultError),
+    #[error("opening the data dir failed unexpectedly ({0}); the store may be damaged")]
+    OpenPanicked(String),
 }
 
 /// Opens the data dir: master key (created on first start), sled store, canary check.
@@ -74,7 +76,9 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
         Ok::<_, ServeError>((store, Cipher::new(&key)))
     })
     .await
-    .expect("vault open task does not panic")?;
+    // A panic inside sled while opening a damaged store becomes a clean startup error (exit 1),
+    // not a crash loop under a supervisor that restarts on signals.
+    .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
     let vault = if store.was_recovered() {
         Vault::open_existing(Arc::new(store), cipher).await?
     } else {
