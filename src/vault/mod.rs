@@ -105,12 +105,7 @@ impl Vault {
                     // A replace that lost the race to create the label retries as a replace.
                     created.then_some(rec)
                 }
-                Some(_) if !replace => {
-                    return Err(VaultError::AlreadyExists {
-                        owner: owner.clone(),
-                        label: label.clone(),
-                    })
-                }
+                // Only read (and so only `Some`) with `replace`.
                 Some(old_bytes) => {
                     let old = self.decode(owner, label, old_bytes)?;
                     let rec =
