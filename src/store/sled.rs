@@ -2,6 +2,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -24,11 +25,8 @@ impl SledStore {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         // sled reports a store whose log file was emptied as new: look at its files first.
         let existed = ["conf", "db"].iter().any(|f| dir.join(f).exists());
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(backend)?;
+        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+        let db = open_waiting_for_lock(&config)?;
         let tree = db.open_tree("credvault").map_err(backend)?;
         let flusher = Flusher::start(db.clone()).map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Self {
@@ -77,6 +75,28 @@ impl SledStore {
     }
 }
 
+/// How long an open waits for a previous holder of the data dir's lock to let go.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// sled's I/O threads keep the data dir's file lock for a moment after the last `Db` handle is
+/// dropped, so a reopen in the same process (restart in place, tests) can race it. Wait briefly
+/// for the lock; a data dir held by another live process still fails, after `LOCK_WAIT`.
+fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            // sled reports the lock as ErrorKind::Other with this text (sled 0.34 config.rs).
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.map_err(backend),
+        }
+    }
+}
+
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -120,5 +140,25 @@ impl Store for SledStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.flusher.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_waits_for_the_lock_then_fails_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = SledStore::open(dir.path(), 1 << 20).unwrap();
+        let started = Instant::now();
+        let err = SledStore::open(dir.path(), 1 << 20)
+            .err()
+            .expect("lock is held");
+        assert!(started.elapsed() >= LOCK_WAIT, "gave up before LOCK_WAIT");
+        assert!(err.to_string().contains("could not acquire lock"), "{err}");
+        drop(held);
+        // Released by the drop (after sled's threads let go): the reopen waits for it, no error.
+        SledStore::open(dir.path(), 1 << 20).unwrap();
     }
 }
