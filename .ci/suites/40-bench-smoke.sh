@@ -18,7 +18,7 @@ fi
 cargo build --release --bins "${features[@]}"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-target/release/credvault-bench all --smoke | tee "$out"
+"${CARGO_TARGET_DIR:-target}"/release/credvault-bench all --smoke | tee "$out"
 
 grep -q '^| resolve ' "$out" || { echo "no Resolve row"; exit 1; }
 grep -q '^| durable add c=64 ' "$out" || { echo "no durable Add row"; exit 1; }
