@@ -79,12 +79,10 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     // A panic inside sled while opening a damaged store becomes a clean startup error (exit 1),
     // not a crash loop under a supervisor that restarts on signals.
     .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
-    let vault = if store.was_recovered() {
-        Vault::open_existing(Arc::new(store), cipher).await?
-    } else {
-        Vault::open(Arc::new(store), cipher).await?
-    };
-    Ok(Arc::new(vault))
+    let existed = store.was_recovered();
+    Ok(Arc::new(
+        Vault::open(Arc::new(store), cipher, existed).await?,
+    ))
 }
 
 /// Serves credvault on `listener` until `shutdown` completes, then drains in-flight RPCs and

@@ -227,6 +227,7 @@ async fn validation_results_never_overwrite_a_newer_version() {
         Vault::open(
             Arc::new(store),
             Cipher::new(&MasterKey::from_bytes([3; 32])),
+            false,
         )
         .await
         .unwrap(),

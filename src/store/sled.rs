@@ -52,9 +52,7 @@ impl SledStore {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(backend)
     }
-}
 
-impl SledStore {
     /// sled's atomic compare-and-swap, acknowledged only once flushed. A lost race writes nothing
     /// and needs no flush.
     async fn durable_cas(

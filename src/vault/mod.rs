@@ -46,29 +46,28 @@ pub struct Vault {
 impl Vault {
     /// Opens the vault, refusing a master key that does not open the canary record. The canary is
     /// written on first start, so a wrong key fails at startup instead of on every Resolve.
-    pub async fn open(store: Arc<dyn Store>, cipher: Cipher) -> Result<Self, OpenError> {
+    ///
+    /// `existed`: the store was already on disk, so its canary must be there. sled opens a
+    /// truncated or emptied log as a shorter (or new) one without complaint; without this check a
+    /// store whose files lost their contents would come up as an empty vault.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        cipher: Cipher,
+        existed: bool,
+    ) -> Result<Self, OpenError> {
         match store.get(CANARY_KEY).await? {
             Some(sealed) => {
                 cipher
                     .open(CANARY_KEY, &sealed)
                     .map_err(OpenError::WrongKey)?;
             }
+            None if existed => return Err(OpenError::CanaryMissing),
             None => {
                 let sealed = cipher.seal(CANARY_KEY, CANARY_PLAINTEXT)?;
                 store.put_if_absent(CANARY_KEY, sealed).await?;
             }
         }
         Ok(Self { store, cipher })
-    }
-
-    /// Like `open`, for a store that already existed on disk: its canary must be there. sled
-    /// opens a truncated or emptied log as a shorter (or new) one without complaint, so without
-    /// this check a store whose files lost their contents would come up as an empty vault.
-    pub async fn open_existing(store: Arc<dyn Store>, cipher: Cipher) -> Result<Self, OpenError> {
-        if store.get(CANARY_KEY).await?.is_none() {
-            return Err(OpenError::CanaryMissing);
-        }
-        Self::open(store, cipher).await
     }
 
     /// Stores `cred`; with `replace`, overwrites an existing one and bumps its version.
