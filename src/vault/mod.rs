@@ -185,16 +185,7 @@ impl Vault {
         require_valid: bool,
     ) -> Result<Resolved, VaultError> {
         let key = record::key(owner, label);
-        let bytes = self
-            .store
-            .get(&key)
-            .await?
-            .ok_or_else(|| VaultError::NotFound {
-                owner: owner.clone(),
-                label: label.clone(),
-            })?;
-        let rec = self.decode(owner, label, &bytes)?;
-        let metadata = self.metadata(owner, label, &rec)?;
+        let (rec, metadata) = self.load(owner, label, &key).await?;
         if require_valid && metadata.validation.state != ValidationState::Valid {
             return Err(VaultError::NotValid {
                 owner: owner.clone(),
@@ -217,6 +208,32 @@ impl Vault {
             credential,
             metadata,
         })
+    }
+
+    /// A credential's metadata, without opening its secret.
+    pub async fn describe(&self, owner: &Owner, label: &Label) -> Result<Metadata, VaultError> {
+        let key = record::key(owner, label);
+        Ok(self.load(owner, label, &key).await?.1)
+    }
+
+    /// Reads and decodes the record stored under `key` (`owner`/`label`).
+    async fn load(
+        &self,
+        owner: &Owner,
+        label: &Label,
+        key: &[u8],
+    ) -> Result<(StoredRecord, Metadata), VaultError> {
+        let bytes = self
+            .store
+            .get(key)
+            .await?
+            .ok_or_else(|| VaultError::NotFound {
+                owner: owner.clone(),
+                label: label.clone(),
+            })?;
+        let rec = self.decode(owner, label, &bytes)?;
+        let metadata = self.metadata(owner, label, &rec)?;
+        Ok((rec, metadata))
     }
 
     /// Records a validation outcome for `version`. If the credential was replaced or deleted

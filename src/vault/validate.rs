@@ -67,7 +67,7 @@ impl Validator {
         let metadata = match recorded {
             Some(metadata) => metadata,
             // Replaced or deleted while Twilio was asked: the outcome is stale and was dropped.
-            None => self.vault.resolve(owner, label, false).await?.metadata,
+            None => self.vault.describe(owner, label).await?,
         };
         Ok(Validated { outcome, metadata })
     }
@@ -85,7 +85,7 @@ impl Validator {
         // A taken label fails before Twilio is asked (and before a test SMS goes out). `add`
         // still decides atomically below; this only spares a pointless round trip.
         if !replace {
-            match self.vault.resolve(owner, label, false).await {
+            match self.vault.describe(owner, label).await {
                 Ok(_) => {
                     return Err(VaultError::AlreadyExists {
                         owner: owner.clone(),
