@@ -1,5 +1,6 @@
 //! The embedded default backend.
 
+use std::fs::File;
 use std::ops::Bound;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,7 +29,10 @@ impl SledStore {
         let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
         let db = open_waiting_for_lock(&config)?;
         let tree = db.open_tree("credvault").map_err(backend)?;
-        let flusher = Flusher::start(db.clone()).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let flusher = sync_new_files(dir)
+            .and_then(|()| File::open(dir.join("db")))
+            .and_then(|log| Flusher::start(db.clone(), log))
+            .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
         Ok(Self {
             db,
             tree,
@@ -71,6 +75,13 @@ impl SledStore {
         self.flusher.flush().await?;
         Ok(true)
     }
+}
+
+/// Makes the data dir's entries (sled's `conf` and `db`, created by this open on a new store)
+/// durable, so a power cut cannot leave acknowledged writes in a file whose name was lost.
+fn sync_new_files(dir: &Path) -> std::io::Result<()> {
+    File::open(dir.join("conf"))?.sync_all()?;
+    File::open(dir)?.sync_all()
 }
 
 /// How long an open waits for a previous holder of the data dir's lock to let go.
