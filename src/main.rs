@@ -7,6 +7,11 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc malloc (~9% of server CPU under load; BENCHMARKS.md). `no_thp`:
+/// with transparent huge pages mimalloc doubled RSS and took 10x longer to reach SERVING.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
