@@ -262,7 +262,6 @@ async fn validation_results_never_overwrite_a_newer_version() {
                     .resolve(&owner, &label, false)
                     .await
                     .unwrap()
-                    .metadata
                     .version;
                 tokio::task::yield_now().await;
                 let status = outcome(version, (i + validator) % 2 == 0);
@@ -285,7 +284,7 @@ async fn validation_results_never_overwrite_a_newer_version() {
                     None => recorded.lock().unwrap().1 += 1,
                 }
                 // Whatever is stored now: a recorded outcome belongs to the stored version.
-                let meta = vault.resolve(&owner, &label, false).await.unwrap().metadata;
+                let meta = vault.describe(&owner, &label).await.unwrap();
                 if meta.validation.state != ValidationState::Unvalidated {
                     assert_eq!(
                         meta.validation.message,
@@ -304,14 +303,14 @@ async fn validation_results_never_overwrite_a_newer_version() {
     assert!(landed > 0);
 
     // Deterministically: an outcome for an older version is dropped and changes nothing.
-    let current = vault.resolve(&owner, &label, false).await.unwrap().metadata;
+    let current = vault.describe(&owner, &label).await.unwrap();
     assert_eq!(current.version, 151);
     let stale = vault
         .record_validation(&owner, &label, 150, &outcome(150, true))
         .await
         .unwrap();
     assert!(stale.is_none());
-    let after = vault.resolve(&owner, &label, false).await.unwrap().metadata;
+    let after = vault.describe(&owner, &label).await.unwrap();
     assert_eq!(after, current);
     // And a deleted credential takes no outcome.
     vault.delete(&owner, &label).await.unwrap();

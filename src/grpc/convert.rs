@@ -151,7 +151,7 @@ pub fn resolved(r: &Resolved) -> pb::ResolveResponse {
                 pb::resolve_response::Sender::FromNumber(n.as_str().to_owned())
             }
         }),
-        version: r.metadata.version,
+        version: r.version,
         username: c.username().to_owned(),
         password: c.password().expose().to_owned(),
     }

@@ -198,7 +198,7 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
             .vault
             .resolve(&owner, &label, req.require_valid)
             .await?;
-        tracing::debug!(version = resolved.metadata.version, "credential resolved");
+        tracing::debug!(version = resolved.version, "credential resolved");
         Ok(Response::new(convert::resolved(&resolved)))
     }
 }

@@ -28,7 +28,7 @@ const MAX_CAS_ATTEMPTS: usize = 1000;
 #[derive(Debug)]
 pub struct Resolved {
     pub credential: Credential,
-    pub metadata: Metadata,
+    pub version: u64,
 }
 
 /// One page of a listing.
@@ -185,12 +185,14 @@ impl Vault {
         require_valid: bool,
     ) -> Result<Resolved, VaultError> {
         let key = record::key(owner, label);
-        let (rec, metadata) = self.load(owner, label, &key).await?;
-        if require_valid && metadata.validation.state != ValidationState::Valid {
+        // The hot path: no Metadata (its clones) is built, only the two fields Resolve needs.
+        let rec = self.fetch(owner, label, &key).await?;
+        let state = rec.validation_state();
+        if require_valid && state != ValidationState::Valid {
             return Err(VaultError::NotValid {
                 owner: owner.clone(),
                 label: label.clone(),
-                state: metadata.validation.state,
+                state,
             });
         }
         let corrupt = |reason: String| VaultError::Corrupt {
@@ -206,23 +208,24 @@ impl Vault {
             SealedCredential::decode_credential(&plain).map_err(|e| corrupt(e.to_string()))?;
         Ok(Resolved {
             credential,
-            metadata,
+            version: rec.version,
         })
     }
 
     /// A credential's metadata, without opening its secret.
     pub async fn describe(&self, owner: &Owner, label: &Label) -> Result<Metadata, VaultError> {
         let key = record::key(owner, label);
-        Ok(self.load(owner, label, &key).await?.1)
+        let rec = self.fetch(owner, label, &key).await?;
+        self.metadata(owner, label, &rec)
     }
 
     /// Reads and decodes the record stored under `key` (`owner`/`label`).
-    async fn load(
+    async fn fetch(
         &self,
         owner: &Owner,
         label: &Label,
         key: &[u8],
-    ) -> Result<(StoredRecord, Metadata), VaultError> {
+    ) -> Result<StoredRecord, VaultError> {
         let bytes = self
             .store
             .get(key)
@@ -231,9 +234,7 @@ impl Vault {
                 owner: owner.clone(),
                 label: label.clone(),
             })?;
-        let rec = self.decode(owner, label, &bytes)?;
-        let metadata = self.metadata(owner, label, &rec)?;
-        Ok((rec, metadata))
+        self.decode(owner, label, &bytes)
     }
 
     /// Records a validation outcome for `version`. If the credential was replaced or deleted

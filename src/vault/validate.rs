@@ -49,7 +49,7 @@ impl Validator {
         test: Option<&TestMessage>,
     ) -> Result<Validated, ValidateError> {
         let resolved = self.vault.resolve(owner, label, false).await?;
-        let version = resolved.metadata.version;
+        let version = resolved.version;
         let outcome = self.twilio.validate(&resolved.credential, test).await?;
         drop(resolved);
         let status = status_of(&outcome);
