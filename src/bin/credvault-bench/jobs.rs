@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use credvault::domain::{Label, PageToken};
 use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
@@ -52,6 +53,7 @@ pub async fn interleave(jobs: Vec<Job>, rounds: usize) -> Vec<Row> {
     let mut samples: Vec<Vec<Sample>> = jobs.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (job, out) in jobs.iter().zip(&mut samples) {
+            settle().await;
             let s = (job.run)().await;
             eprintln!(
                 "  round {}/{rounds} {:<32} {:>9.0} rps, {} errors",
@@ -67,6 +69,38 @@ pub async fn interleave(jobs: Vec<Job>, rounds: usize) -> Vec<Row> {
         .zip(samples)
         .map(|(job, s)| Row::new(job.name.clone(), job.concurrency, Sample::merge_rounds(s)))
         .collect()
+}
+
+/// Waits (at most `SETTLE_MAX`) until the machine is quiet: at least 90% idle over 200 ms.
+/// Background work left by the previous job (etcd's snapshot after a preload or a Put round,
+/// sled's log maintenance) would otherwise be billed to the next job.
+async fn settle() {
+    const SETTLE_MAX: Duration = Duration::from_secs(5);
+    let started = Instant::now();
+    while started.elapsed() < SETTLE_MAX {
+        let Some(a) = cpu_times() else { return };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Some(b) = cpu_times() else { return };
+        let (idle, total) = (b.0 - a.0, b.1 - a.1);
+        if total == 0 || idle * 10 >= total * 9 {
+            return;
+        }
+    }
+    eprintln!("  (machine still busy after {SETTLE_MAX:?}; measuring anyway)");
+}
+
+/// (idle + iowait, total) jiffies of all CPUs, from /proc/stat.
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((idle, fields.iter().take(8).sum()))
 }
 
 pub fn health(chans: &[Channel], conc: usize, limits: Limits, name: &str) -> Job {
