@@ -258,11 +258,7 @@ async fn validation_results_never_overwrite_a_newer_version() {
         tasks.push(tokio::spawn(async move {
             for i in 0..150 {
                 // Like Validate: read the version, check it (elsewhere), record the outcome.
-                let version = vault
-                    .resolve(&owner, &label, false)
-                    .await
-                    .unwrap()
-                    .version;
+                let version = vault.resolve(&owner, &label, false).await.unwrap().version;
                 tokio::task::yield_now().await;
                 let status = outcome(version, (i + validator) % 2 == 0);
                 match vault
