@@ -451,8 +451,11 @@ async fn require_valid_refuses_unvalidated_credentials() {
     req.require_valid = true;
     let err = c.resolve(req).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
+    // The contract's enum names, not Rust's Debug names.
     assert!(
-        err.message().contains("not validated as VALID"),
+        err.message().contains("is VALIDATION_STATE_UNVALIDATED")
+            && err.message().contains("needs VALIDATION_STATE_VALID")
+            && !err.message().contains("Unvalidated"),
         "{}",
         err.message()
     );

@@ -11,24 +11,31 @@ use super::{AccountSid, ApiKeySid, Invalid, MessagingServiceSid, PhoneNumber};
 #[derive(Clone)]
 pub struct Secret(SecretString);
 
+/// Secrets shorter than this get no hint: four characters of a short secret are too much of it.
+pub const MIN_HINTED_SECRET_LEN: usize = 16;
+
 impl Secret {
-    /// A Twilio Auth Token: 32 hex digits.
+    /// The auth token rule, as the proto comments and the README state it. Either case is
+    /// accepted (Twilio issues lowercase; an uppercase copy fails at Twilio, not here).
+    pub const AUTH_TOKEN_RULE: &'static str = "32 hex digits (0-9, a-f, either case)";
+    /// The API key secret rule, as the proto comments and the README state it.
+    pub const API_KEY_SECRET_RULE: &'static str = "1-128 printable ASCII characters, no spaces";
+
+    /// A Twilio Auth Token.
     pub fn parse_auth_token(s: &str) -> Result<Self, Invalid> {
         if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(s.into()))
         } else {
-            Err(Invalid::new("must be 32 hex digits"))
+            Err(Invalid::must_be(Self::AUTH_TOKEN_RULE))
         }
     }
 
-    /// An API key secret: 1-128 printable ASCII characters without spaces.
+    /// An API key secret.
     pub fn parse_api_key_secret(s: &str) -> Result<Self, Invalid> {
         if (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) {
             Ok(Self(s.into()))
         } else {
-            Err(Invalid::new(
-                "must be 1-128 printable ASCII characters without spaces",
-            ))
+            Err(Invalid::must_be(Self::API_KEY_SECRET_RULE))
         }
     }
 
@@ -44,10 +51,14 @@ impl Secret {
         self.0.expose_secret()
     }
 
-    /// The last four characters: enough to tell two credentials apart, too few to matter.
+    /// The last four characters, to tell two credentials apart; empty for a secret shorter than
+    /// [`MIN_HINTED_SECRET_LEN`], where four characters would give away too much of it.
     pub fn hint(&self) -> String {
         let s = self.expose();
-        s[s.len().saturating_sub(4)..].to_owned()
+        if s.len() < MIN_HINTED_SECRET_LEN {
+            return String::new();
+        }
+        s[s.len() - 4..].to_owned()
     }
 }
 
@@ -128,6 +139,18 @@ mod tests {
         assert!(Secret::parse_api_key_secret("").is_err());
         assert!(Secret::parse_api_key_secret(&"x".repeat(129)).is_err());
         assert!(Secret::parse_api_key_secret("aB3xYz9QkLmN0pRsTuVwXyZ123456789").is_ok());
+    }
+
+    #[test]
+    fn short_secrets_get_no_hint() {
+        for (secret, hint) in [
+            ("abcd", ""),
+            ("abcdefghijklmno", ""),
+            ("abcdefghijklmnop", "mnop"),
+        ] {
+            let s = Secret::parse_api_key_secret(secret).unwrap();
+            assert_eq!(s.hint(), hint, "{secret}");
+        }
     }
 
     proptest::proptest! {

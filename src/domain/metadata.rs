@@ -1,5 +1,6 @@
 //! What the vault tells about a credential without opening it.
 
+use std::fmt;
 use std::time::SystemTime;
 
 use super::{Label, Owner};
@@ -15,6 +16,18 @@ pub enum ValidationState {
     Unvalidated,
     Valid,
     Invalid,
+}
+
+/// Shown by its public (proto) name, e.g. `VALIDATION_STATE_VALID`: error messages reach callers
+/// in every language, who know the contract's names, not Rust's.
+impl fmt::Display for ValidationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ValidationState::Unvalidated => "VALIDATION_STATE_UNVALIDATED",
+            ValidationState::Valid => "VALIDATION_STATE_VALID",
+            ValidationState::Invalid => "VALIDATION_STATE_INVALID",
+        })
+    }
 }
 
 /// The last recorded validation of a credential's current version.

@@ -27,4 +27,9 @@ impl Invalid {
     pub(crate) fn new(rule: impl Into<String>) -> Self {
         Self { rule: rule.into() }
     }
+
+    /// "must be {rule}", for a type's documented `RULE`.
+    pub(crate) fn must_be(rule: &str) -> Self {
+        Self::new(format!("must be {rule}"))
+    }
 }

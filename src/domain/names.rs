@@ -14,6 +14,8 @@ pub struct Label(String);
 
 impl Owner {
     pub const MAX_LEN: usize = 128;
+    /// The rule, as the proto comments and the README state it (tests/field_rules.rs checks).
+    pub const RULE: &'static str = "1-128 characters of [A-Za-z0-9._@:-]";
 
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let ok = (1..=Self::MAX_LEN).contains(&s.len())
@@ -22,7 +24,7 @@ impl Owner {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(Invalid::new("must be 1-128 characters of [A-Za-z0-9._@:-]"))
+            Err(Invalid::must_be(Self::RULE))
         }
     }
 
@@ -33,6 +35,8 @@ impl Owner {
 
 impl Label {
     pub const MAX_LEN: usize = 50;
+    /// The rule, as the proto comments and the README state it (tests/field_rules.rs checks).
+    pub const RULE: &'static str = "1-50 characters of [a-z0-9-]";
 
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let ok = (1..=Self::MAX_LEN).contains(&s.len())
@@ -41,7 +45,7 @@ impl Label {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(Invalid::new("must be 1-50 characters of [a-z0-9-]"))
+            Err(Invalid::must_be(Self::RULE))
         }
     }
 

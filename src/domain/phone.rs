@@ -4,11 +4,14 @@ use std::fmt;
 
 use super::Invalid;
 
-/// An E.164 number: `+`, a non-zero country code digit, then 1-14 more digits (15 digits at most).
+/// An E.164 number: `+`, then 2-15 digits, the first not 0.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PhoneNumber(String);
 
 impl PhoneNumber {
+    /// The rule, as the proto comments and the README state it (tests/field_rules.rs checks).
+    pub const RULE: &'static str = "an E.164 number: '+' then 2-15 digits, not starting with 0";
+
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let digits = s.strip_prefix('+').unwrap_or("");
         let ok = (2..=15).contains(&digits.len())
@@ -17,9 +20,7 @@ impl PhoneNumber {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(Invalid::new(
-                "must be an E.164 number: '+' then 2-15 digits, not starting with 0",
-            ))
+            Err(Invalid::must_be(Self::RULE))
         }
     }
 

@@ -12,10 +12,13 @@ macro_rules! sid_type {
 
         impl $name {
             pub const PREFIX: &'static str = $prefix;
+            /// The rule, as the proto comments and the README state it.
+            pub const RULE: &'static str =
+                concat!("\"", $prefix, "\" followed by 32 lowercase hex digits");
 
             /// Accepts exactly the prefix and 32 lowercase hex digits.
             pub fn parse(s: &str) -> Result<Self, Invalid> {
-                parse_sid(s, $prefix).map(Self)
+                parse_sid(s, $prefix, Self::RULE).map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -58,7 +61,7 @@ sid_type!(
     "SM"
 );
 
-fn parse_sid(s: &str, prefix: &str) -> Result<String, Invalid> {
+fn parse_sid(s: &str, prefix: &str, rule: &str) -> Result<String, Invalid> {
     let ok = s.len() == 34
         && s.starts_with(prefix)
         && s.as_bytes()[2..]
@@ -67,9 +70,7 @@ fn parse_sid(s: &str, prefix: &str) -> Result<String, Invalid> {
     if ok {
         Ok(s.to_owned())
     } else {
-        Err(Invalid::new(format!(
-            "must be \"{prefix}\" followed by 32 lowercase hex digits"
-        )))
+        Err(Invalid::must_be(rule))
     }
 }
 

@@ -146,7 +146,11 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         let req = req.into_inner();
         let mut v = Violations::default();
         let owner = v.check("owner", Owner::parse(&req.owner));
-        let token = v.check("page_token", PageToken::parse(&req.page_token));
+        // A token is only meaningful for the owner it was minted for.
+        let token = match &owner {
+            Some(owner) => v.check("page_token", PageToken::parse(&req.page_token, owner)),
+            None => None,
+        };
         let page_size = match req.page_size {
             n if n < 0 => {
                 v.add("page_size", "must not be negative");
@@ -165,7 +169,7 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         let page = self.vault.list(&owner, page_size, token).await?;
         Ok(Response::new(pb::ListResponse {
             credentials: page.items.into_iter().map(convert::metadata).collect(),
-            next_page_token: page.next.map(|t| t.encode()).unwrap_or_default(),
+            next_page_token: page.next.map(|t| t.encode(&owner)).unwrap_or_default(),
         }))
     }
 

@@ -11,7 +11,7 @@ pub enum VaultError {
     #[error("no credential with label '{label}' for owner '{owner}'")]
     NotFound { owner: Owner, label: Label },
     #[error(
-        "credential '{label}' of owner '{owner}' is not validated as VALID (state: {state:?})"
+        "credential '{label}' of owner '{owner}' is {state}, and require_valid needs VALIDATION_STATE_VALID: validate it first"
     )]
     NotValid {
         owner: Owner,

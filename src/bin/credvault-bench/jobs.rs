@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credvault::domain::{Label, PageToken};
+use credvault::domain::{Label, Owner, PageToken};
 use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
 use tonic::transport::Channel;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
@@ -155,7 +155,7 @@ pub fn list(chans: &[Channel], conc: usize, limits: Limits, n: usize, name: &str
             let req = pb::ListRequest {
                 owner: OWNER.into(),
                 page_size: 50,
-                page_token: PageToken(after).encode(),
+                page_token: PageToken(after).encode(&Owner::parse(OWNER).expect("valid owner")),
             };
             let r = c.list(req).await.map_err(status)?;
             check(!r.get_ref().credentials.is_empty(), "List page is empty")
