@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod crypto;
+pub mod data_dir;
 pub mod domain;
 pub mod grpc;
 pub mod proto;
@@ -15,8 +16,6 @@ pub mod twilio;
 pub mod vault;
 
 use std::future::Future;
-use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -32,12 +31,15 @@ use vault::{OpenError, Vault};
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot create data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
     #[error(transparent)]
     KeyFile(#[from] KeyFileError),
     #[error("cannot open the store in {path}: {source}")]
     Store { path: PathBuf, source: StoreError },
+    /// Another process holds the data dir (its message names the dir).
+    #[error(transparent)]
+    InUse(StoreError),
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("cannot build server reflection: {0}")]
@@ -55,34 +57,34 @@ pub enum ServeError {
 /// Opens the data dir: master key (created on first start), sled store, canary check.
 pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     let config = config.clone();
+    let dir = config.data_dir.clone();
     // Key file and sled open do blocking file I/O: keep it off the runtime threads.
-    let (store, cipher) = tokio::task::spawn_blocking(move || {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&config.data_dir)
-            .map_err(|source| ServeError::DataDir {
-                path: config.data_dir.clone(),
-                source,
-            })?;
+    let (store, cipher, initialized) = tokio::task::spawn_blocking(move || {
+        let dir = &config.data_dir;
+        data_dir::prepare(dir)?;
         let (key_path, may_create) = config.key_file();
         let key = crypto::load_or_create(&key_path, may_create)?;
-        let store = SledStore::open(&config.data_dir, config.cache_bytes).map_err(|source| {
-            ServeError::Store {
-                path: config.data_dir.clone(),
+        let store = SledStore::open(dir, config.cache_bytes).map_err(|source| match source {
+            StoreError::InUse(_) => ServeError::InUse(source),
+            source => ServeError::Store {
+                path: dir.clone(),
                 source,
-            }
+            },
         })?;
-        Ok::<_, ServeError>((store, Cipher::new(&key)))
+        data_dir::tighten_entries(dir)?;
+        let initialized = data_dir::is_initialized(dir);
+        Ok::<_, ServeError>((store, Cipher::new(&key), initialized))
     })
     .await
     // A panic inside sled while opening a damaged store becomes a clean startup error (exit 1),
     // not a crash loop under a supervisor that restarts on signals.
     .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
-    let existed = store.was_recovered();
-    Ok(Arc::new(
-        Vault::open(Arc::new(store), cipher, existed).await?,
-    ))
+    let vault = Vault::open(Arc::new(store), cipher, initialized).await?;
+    // Only now is the canary durable: from here on a missing canary means damage.
+    tokio::task::spawn_blocking(move || data_dir::mark_initialized(&dir))
+        .await
+        .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
+    Ok(Arc::new(vault))
 }
 
 /// Serves credvault on `listener` until `shutdown` completes, then drains in-flight RPCs and

@@ -18,6 +18,8 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 pub enum StoreError {
     #[error("storage backend error: {0}")]
     Backend(String),
+    #[error("data dir {} is in use by another credvault process (it holds the store's lock): stop that process, or give this one another data dir", .0.display())]
+    InUse(std::path::PathBuf),
     #[error("storage is shutting down")]
     Closed,
 }

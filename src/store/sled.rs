@@ -18,32 +18,19 @@ pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
     flusher: Flusher,
-    existed: bool,
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        // sled reports a store whose log file was emptied as new: look at its files first.
-        let existed = ["conf", "db"].iter().any(|f| dir.join(f).exists());
         let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
-        let db = open_waiting_for_lock(&config)?;
+        let db = open_waiting_for_lock(dir, &config)?;
         let tree = db.open_tree("credvault").map_err(backend)?;
         let flusher = sync_new_files(dir)
             .and_then(|()| File::open(dir.join("db")))
             .and_then(|log| Flusher::start(db.clone(), log))
             .map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))?;
-        Ok(Self {
-            db,
-            tree,
-            flusher,
-            existed,
-        })
-    }
-
-    /// Whether the directory already held a store (false when this open created a new one).
-    pub fn was_recovered(&self) -> bool {
-        self.existed || self.db.was_recovered()
+        Ok(Self { db, tree, flusher })
     }
 
     /// Raw access for tests that damage the store on purpose.
@@ -90,15 +77,15 @@ const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// sled's I/O threads keep the data dir's file lock for a moment after the last `Db` handle is
 /// dropped, so a reopen in the same process (restart in place, tests) can race it. Wait briefly
 /// for the lock; a data dir held by another live process still fails, after `LOCK_WAIT`.
-fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, StoreError> {
+fn open_waiting_for_lock(dir: &Path, config: &sled::Config) -> Result<sled::Db, StoreError> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match config.open() {
             // sled reports the lock as ErrorKind::Other with this text (sled 0.34 config.rs).
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if Instant::now() >= deadline {
+                    return Err(StoreError::InUse(dir.to_owned()));
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
             other => return other.map_err(backend),
@@ -165,7 +152,11 @@ mod tests {
             .err()
             .expect("lock is held");
         assert!(started.elapsed() >= LOCK_WAIT, "gave up before LOCK_WAIT");
-        assert!(err.to_string().contains("could not acquire lock"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("is in use by another credvault process"),
+            "{err}"
+        );
         drop(held);
         // Released by the drop (after sled's threads let go): the reopen waits for it, no error.
         SledStore::open(dir.path(), 1 << 20).unwrap();

@@ -39,7 +39,7 @@ pub enum VaultError {
 pub enum OpenError {
     #[error("the master key does not open this data dir's canary record ({0}); it was created with another key")]
     WrongKey(CryptoError),
-    #[error("the store already existed but its canary record is gone: its files were truncated, emptied or replaced; restore the data dir from a backup (if this data dir never finished its first start, remove it)")]
+    #[error("the store's canary record is gone although the data dir completed its first start or holds credentials: its files were truncated, emptied or replaced; restore the data dir from a backup")]
     CanaryMissing,
     #[error(transparent)]
     Store(#[from] StoreError),

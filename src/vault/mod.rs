@@ -47,13 +47,15 @@ impl Vault {
     /// Opens the vault, refusing a master key that does not open the canary record. The canary is
     /// written on first start, so a wrong key fails at startup instead of on every Resolve.
     ///
-    /// `existed`: the store was already on disk, so its canary must be there. sled opens a
-    /// truncated or emptied log as a shorter (or new) one without complaint; without this check a
-    /// store whose files lost their contents would come up as an empty vault.
+    /// `initialized`: this data dir completed a first start, so its canary must be there. sled
+    /// opens a truncated or emptied log as a shorter (or new) one without complaint; without this
+    /// check a store whose files lost their contents would come up as an empty vault. A store
+    /// that never completed a first start (a crash before the canary was durable) and holds no
+    /// credential is new: it gets its canary now instead of refusing every later start.
     pub async fn open(
         store: Arc<dyn Store>,
         cipher: Cipher,
-        existed: bool,
+        initialized: bool,
     ) -> Result<Self, OpenError> {
         match store.get(CANARY_KEY).await? {
             Some(sealed) => {
@@ -61,8 +63,11 @@ impl Vault {
                     .open(CANARY_KEY, &sealed)
                     .map_err(OpenError::WrongKey)?;
             }
-            None if existed => return Err(OpenError::CanaryMissing),
+            None if initialized => return Err(OpenError::CanaryMissing),
             None => {
+                if !store.scan(record::PREFIX, None, 1).await?.is_empty() {
+                    return Err(OpenError::CanaryMissing);
+                }
                 let sealed = cipher.seal(CANARY_KEY, CANARY_PLAINTEXT)?;
                 store.put_if_absent(CANARY_KEY, sealed).await?;
             }

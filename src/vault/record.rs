@@ -32,7 +32,8 @@ fn key_with(owner: &Owner, label: &[u8]) -> Vec<u8> {
     k
 }
 
-const PREFIX: &[u8] = b"cred/";
+/// Every credential's key starts with this.
+pub const PREFIX: &[u8] = b"cred/";
 
 #[derive(Clone, PartialEq, Message)]
 pub struct StoredRecord {
