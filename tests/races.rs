@@ -155,7 +155,12 @@ async fn replace_delete_resolve_list_answers_are_never_a_mix() {
                 for m in page.credentials {
                     let write = u64::from_str_radix(&m.account_sid[2..18], 16).unwrap();
                     let want = workload::expected_resolve(0, write, m.version);
-                    assert_eq!(m.secret_hint, want.password[want.password.len() - 4..]);
+                    // Secrets under 16 characters get no hint.
+                    let hint = match want.password.len() {
+                        n if n >= 16 => &want.password[n - 4..],
+                        _ => "",
+                    };
+                    assert_eq!(m.secret_hint, hint);
                     let sender = match m.sender.unwrap() {
                         pb::credential_metadata::Sender::FromNumber(n) => n,
                         pb::credential_metadata::Sender::MessagingServiceSid(s) => s,
