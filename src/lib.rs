@@ -97,7 +97,22 @@ pub async fn serve(
     // Before the data dir is touched: a bad Twilio base is a config error.
     let twilio = twilio::TwilioClient::new(&config.twilio)?;
     let vault = open_vault(&config).await?;
+    run(listener, &config, vault, twilio, shutdown).await
+}
+
+/// [`serve`] over a vault that is already open (tests inject stores with faults this way).
+pub async fn run(
+    listener: TcpListener,
+    config: &Config,
+    vault: Arc<Vault>,
+    twilio: twilio::TwilioClient,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let (routes, health) = grpc::routes(vault.clone(), twilio, config.max_request_bytes).await?;
+    let follow = tokio::spawn(grpc::follow_store_health(
+        vault.store_health(),
+        health.clone(),
+    ));
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),
@@ -106,20 +121,17 @@ pub async fn serve(
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
-        health
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        health
-            .set_service_status(grpc::SERVICE_NAME, tonic_health::ServingStatus::NotServing)
-            .await;
+        grpc::set_not_serving(&health).await;
     };
-    Server::builder()
+    let served = Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
-        .await?;
+        .await;
+    follow.abort();
+    served?;
     vault.flush().await?;
     tracing::info!("credvault stopped");
     Ok(())

@@ -10,6 +10,7 @@ use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
 use crate::proto::{self, v1::credential_vault_server::CredentialVaultServer};
+use crate::store::Health;
 use crate::twilio::TwilioClient;
 use crate::vault::{Validator, Vault};
 pub use vault::VaultService;
@@ -50,4 +51,26 @@ pub async fn routes(
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?);
     Ok((routes, health))
+}
+
+/// Every service NOT_SERVING: at shutdown, and while the store takes no writes.
+pub async fn set_not_serving(health: &HealthReporter) {
+    for service in ["", SERVICE_NAME] {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+}
+
+/// Turns health NOT_SERVING when the store fails (it never recovers without a restart), so load
+/// balancers and orchestrators move callers elsewhere.
+pub async fn follow_store_health(
+    mut store: tokio::sync::watch::Receiver<Health>,
+    health: HealthReporter,
+) {
+    while store.changed().await.is_ok() {
+        if matches!(*store.borrow_and_update(), Health::Failed(_)) {
+            set_not_serving(&health).await;
+        }
+    }
 }

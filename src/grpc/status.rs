@@ -45,6 +45,10 @@ impl From<VaultError> for Status {
             VaultError::Store(crate::store::StoreError::Closed) => {
                 Status::unavailable("the vault is shutting down; retry")
             }
+            // Logged once, with the cause, by the store.
+            VaultError::Store(crate::store::StoreError::Failed(_)) => Status::unavailable(
+                "the vault's store failed to make a write durable and takes no writes until                  credvault is restarted; retry against a healthy instance",
+            ),
             VaultError::Store(_) | VaultError::Crypto(_) => {
                 tracing::error!(error = %err, "internal error");
                 Status::internal("internal error; see the server log")

@@ -7,6 +7,7 @@
 mod flusher;
 mod sled;
 
+pub use self::flusher::{Faults, FlushHold};
 pub use self::sled::SledStore;
 
 use async_trait::async_trait;
@@ -22,6 +23,17 @@ pub enum StoreError {
     InUse(std::path::PathBuf),
     #[error("storage is shutting down")]
     Closed,
+    /// A flush failed: the store is fail-stop and acknowledges no write until a restart.
+    #[error("the store failed to make a write durable ({0}) and takes no writes until credvault restarts")]
+    Failed(String),
+}
+
+/// Whether the store can take writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Serving,
+    /// Fail-stop, with the reason: every later write fails until a restart.
+    Failed(String),
 }
 
 #[async_trait]
@@ -49,6 +61,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
 
-    /// Makes every write so far durable (used at shutdown; mutations are durable on return anyway).
+    /// Makes every write so far durable. Mutations are durable on return anyway; this is for
+    /// shutdown, and for answers that report state another writer may not have flushed yet.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Follows whether the store can take writes (health checks turn NOT_SERVING when not).
+    fn health(&self) -> tokio::sync::watch::Receiver<Health>;
 }

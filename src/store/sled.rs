@@ -33,6 +33,12 @@ impl SledStore {
         Ok(Self { db, tree, flusher })
     }
 
+    /// Failure injection for tests (a failing fsync, a slow one).
+    #[doc(hidden)]
+    pub fn faults(&self) -> &super::Faults {
+        self.flusher.faults()
+    }
+
     /// Raw access for tests that damage the store on purpose.
     #[doc(hidden)]
     pub fn tree(&self) -> &sled::Tree {
@@ -52,6 +58,8 @@ impl SledStore {
         expected: Option<&[u8]>,
         new: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
+        // Fail-stop: not even applied in memory, where readers would see it.
+        self.flusher.check()?;
         let swapped = self
             .tree
             .compare_and_swap(key, expected, new)
@@ -136,6 +144,10 @@ impl Store for SledStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.flusher.flush().await
+    }
+
+    fn health(&self) -> tokio::sync::watch::Receiver<super::Health> {
+        self.flusher.health()
     }
 }
 

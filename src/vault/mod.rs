@@ -101,10 +101,7 @@ impl Vault {
                     let bytes = prost::Message::encode_to_vec(&rec);
                     let created = self.store.put_if_absent(&key, bytes).await?;
                     if !created && !replace {
-                        return Err(VaultError::AlreadyExists {
-                            owner: owner.clone(),
-                            label: label.clone(),
-                        });
+                        return Err(self.already_exists(owner, label).await);
                     }
                     // A replace that lost the race to create the label retries as a replace.
                     created.then_some(rec)
@@ -165,6 +162,9 @@ impl Vault {
         let key = record::key(owner, label);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let Some(current) = self.store.get(&key).await? else {
+                // Maybe another writer's Delete, applied but not yet durable: report it only
+                // once it is, or a crash could bring back what we called deleted.
+                self.store.flush().await?;
                 return Err(VaultError::NotFound {
                     owner: owner.clone(),
                     label: label.clone(),
@@ -279,6 +279,23 @@ impl Vault {
     /// Makes every acknowledged write durable (shutdown).
     pub async fn flush(&self) -> Result<(), VaultError> {
         Ok(self.store.flush().await?)
+    }
+
+    /// ALREADY_EXISTS for a label that is taken, once the write that took it is durable: it may
+    /// be another writer's, applied in memory but not yet flushed, and a crash would undo it.
+    pub(crate) async fn already_exists(&self, owner: &Owner, label: &Label) -> VaultError {
+        match self.store.flush().await {
+            Ok(()) => VaultError::AlreadyExists {
+                owner: owner.clone(),
+                label: label.clone(),
+            },
+            Err(e) => e.into(),
+        }
+    }
+
+    /// Follows whether the store takes writes.
+    pub fn store_health(&self) -> tokio::sync::watch::Receiver<crate::store::Health> {
+        self.store.health()
     }
 
     fn decode(

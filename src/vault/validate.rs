@@ -86,13 +86,7 @@ impl Validator {
         // still decides atomically below; this only spares a pointless round trip.
         if !replace {
             match self.vault.describe(owner, label).await {
-                Ok(_) => {
-                    return Err(VaultError::AlreadyExists {
-                        owner: owner.clone(),
-                        label: label.clone(),
-                    }
-                    .into())
-                }
+                Ok(_) => return Err(self.vault.already_exists(owner, label).await.into()),
                 Err(VaultError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
