@@ -262,12 +262,13 @@ async fn validation_results_never_overwrite_a_newer_version() {
         let recorded = recorded.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..150 {
-                // Like Validate: read the version, check it (elsewhere), record the outcome.
-                let version = vault.resolve(&owner, &label, false).await.unwrap().version;
+                // Like Validate: read the write, check it (elsewhere), record the outcome.
+                let resolved = vault.resolve(&owner, &label, false).await.unwrap();
+                let (version, write) = (resolved.version, resolved.write_id);
                 tokio::task::yield_now().await;
                 let status = outcome(version, (i + validator) % 2 == 0);
                 match vault
-                    .record_validation(&owner, &label, version, &status)
+                    .record_validation(&owner, &label, write, &status)
                     .await
                     .unwrap()
                 {
@@ -303,21 +304,54 @@ async fn validation_results_never_overwrite_a_newer_version() {
     println!("validation outcomes: {landed} recorded, {dropped} dropped as stale");
     assert!(landed > 0);
 
-    // Deterministically: an outcome for an older version is dropped and changes nothing.
+    // Deterministically: an outcome for an older write is dropped and changes nothing.
     let current = vault.describe(&owner, &label).await.unwrap();
     assert_eq!(current.version, 151);
+    let older = vault
+        .add(&owner, &label, &domain_credential(152), true)
+        .await
+        .unwrap();
     let stale = vault
-        .record_validation(&owner, &label, 150, &outcome(150, true))
+        .record_validation(&owner, &label, current.write_id, &outcome(151, true))
         .await
         .unwrap();
     assert!(stale.is_none());
     let after = vault.describe(&owner, &label).await.unwrap();
-    assert_eq!(after, current);
-    // And a deleted credential takes no outcome.
+    assert_eq!(after, older);
+    // A deleted credential takes no outcome, and neither does one added again under the label:
+    // it is version 1 again, but not the write that was checked (ABA).
     vault.delete(&owner, &label).await.unwrap();
     let gone = vault
-        .record_validation(&owner, &label, 151, &outcome(151, true))
+        .record_validation(&owner, &label, after.write_id, &outcome(152, true))
         .await
         .unwrap();
     assert!(gone.is_none());
+    let first = vault
+        .add(&owner, &label, &domain_credential(0), false)
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    vault.delete(&owner, &label).await.unwrap();
+    let again = vault
+        .add(&owner, &label, &domain_credential(1), false)
+        .await
+        .unwrap();
+    assert_eq!(again.version, 1);
+    let aba = vault
+        .record_validation(&owner, &label, first.write_id, &outcome(1, true))
+        .await
+        .unwrap();
+    assert!(
+        aba.is_none(),
+        "a result for a deleted write landed on its successor"
+    );
+    assert_eq!(
+        vault
+            .describe(&owner, &label)
+            .await
+            .unwrap()
+            .validation
+            .state,
+        ValidationState::Unvalidated
+    );
 }

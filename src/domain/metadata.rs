@@ -57,6 +57,12 @@ pub enum SenderInfo {
     FromNumber(String),
 }
 
+/// Names one write of a credential (an Add or a replace), never reused: 16 random bytes. A
+/// validation result lands only on the write it checked. `version` cannot say that: a Delete
+/// followed by an Add starts again at version 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteId(pub [u8; 16]);
+
 /// Everything about a stored credential except its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
@@ -71,5 +77,6 @@ pub struct Metadata {
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
     pub version: u64,
+    pub write_id: WriteId,
     pub validation: ValidationStatus,
 }

@@ -9,7 +9,7 @@ mod phone;
 mod sid;
 
 pub use credential::{Auth, Credential, Secret, Sender};
-pub use metadata::{AuthKind, Metadata, SenderInfo, ValidationState, ValidationStatus};
+pub use metadata::{AuthKind, Metadata, SenderInfo, ValidationState, ValidationStatus, WriteId};
 pub use names::{Label, Owner};
 pub use page_token::PageToken;
 pub use phone::PhoneNumber;

@@ -14,7 +14,7 @@ pub use validate::{ValidateError, Validated, Validator};
 
 use crate::crypto::Cipher;
 use crate::domain::{
-    Credential, Label, Metadata, Owner, PageToken, ValidationState, ValidationStatus,
+    Credential, Label, Metadata, Owner, PageToken, ValidationState, ValidationStatus, WriteId,
 };
 use crate::store::Store;
 use record::SealedCredential;
@@ -24,11 +24,12 @@ const CANARY_PLAINTEXT: &[u8] = b"credvault canary v1";
 /// A CAS loop that loses this many times in a row gives up with ABORTED instead of spinning.
 const MAX_CAS_ATTEMPTS: usize = 1000;
 
-/// A decrypted credential and the version it belongs to.
+/// A decrypted credential and the write it belongs to.
 #[derive(Debug)]
 pub struct Resolved {
     pub credential: Credential,
     pub version: u64,
+    pub write_id: WriteId,
 }
 
 /// One page of a listing.
@@ -88,6 +89,7 @@ impl Vault {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let now = SystemTime::now();
             let sealed = self.cipher.seal(&key, &plain)?;
+            let write_id = new_write_id()?;
             // Without `replace` there is nothing to read first: the atomic create-if-absent
             // below tells whether the label is taken. Saves a store lookup on every new label.
             let current = if replace {
@@ -97,7 +99,7 @@ impl Vault {
             };
             let written = match &current {
                 None => {
-                    let rec = StoredRecord::new(cred, sealed, 1, now, now);
+                    let rec = StoredRecord::new(cred, sealed, write_id, 1, now, now);
                     let bytes = prost::Message::encode_to_vec(&rec);
                     let created = self.store.put_if_absent(&key, bytes).await?;
                     if !created && !replace {
@@ -109,8 +111,8 @@ impl Vault {
                 // Only read (and so only `Some`) with `replace`.
                 Some(old_bytes) => {
                     let old = self.decode(owner, label, old_bytes)?;
-                    let rec =
-                        StoredRecord::new(cred, sealed, old.version + 1, old.created_at(), now);
+                    let (version, created) = (old.version + 1, old.created_at());
+                    let rec = StoredRecord::new(cred, sealed, write_id, version, created, now);
                     let bytes = prost::Message::encode_to_vec(&rec);
                     self.store
                         .compare_and_swap(&key, old_bytes, Some(bytes))
@@ -214,6 +216,7 @@ impl Vault {
         Ok(Resolved {
             credential,
             version: rec.version,
+            write_id: rec.write_id(),
         })
     }
 
@@ -242,13 +245,14 @@ impl Vault {
         self.decode(owner, label, &bytes)
     }
 
-    /// Records a validation outcome for `version`. If the credential was replaced or deleted
-    /// meanwhile, the stale outcome is dropped and `None` is returned.
+    /// Records a validation outcome for the write `checked`. If the credential was replaced or
+    /// deleted meanwhile (even if re-added since, at the same version number), the outcome is
+    /// stale: it is dropped and `None` is returned.
     pub async fn record_validation(
         &self,
         owner: &Owner,
         label: &Label,
-        version: u64,
+        checked: WriteId,
         status: &ValidationStatus,
     ) -> Result<Option<Metadata>, VaultError> {
         let key = record::key(owner, label);
@@ -257,7 +261,7 @@ impl Vault {
                 return Ok(None);
             };
             let mut rec = self.decode(owner, label, &current)?;
-            if rec.version != version {
+            if rec.write_id() != checked {
                 return Ok(None);
             }
             rec.set_validation(status);
@@ -323,6 +327,12 @@ impl Vault {
             reason: e.to_string(),
         })
     }
+}
+
+fn new_write_id() -> Result<WriteId, VaultError> {
+    let mut id = [0; 16];
+    getrandom::fill(&mut id).map_err(|_| crate::crypto::CryptoError::Rng)?;
+    Ok(WriteId(id))
 }
 
 fn label_of(owner: &Owner, prefix: &[u8], key: &[u8]) -> Result<Label, VaultError> {

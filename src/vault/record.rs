@@ -8,7 +8,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::domain::{
     AccountSid, ApiKeySid, Auth, AuthKind, Credential, Label, MessagingServiceSid, Metadata, Owner,
-    PhoneNumber, Secret, Sender, SenderInfo, ValidationState, ValidationStatus,
+    PhoneNumber, Secret, Sender, SenderInfo, ValidationState, ValidationStatus, WriteId,
 };
 
 /// Key of a credential: `cred/{owner}/{label}`. Neither part can contain '/', so keys are
@@ -68,6 +68,10 @@ pub struct StoredRecord {
     /// Envelope of a `SealedCredential`.
     #[prost(bytes = "vec", tag = "14")]
     pub sealed: Vec<u8>,
+    /// The write that stored this credential (see `WriteId`); empty in records written before
+    /// write ids existed.
+    #[prost(bytes = "vec", tag = "15")]
+    pub write_id: Vec<u8>,
 }
 
 /// The plaintext inside the envelope. Its strings are wiped when it is dropped.
@@ -150,6 +154,7 @@ impl StoredRecord {
     pub fn new(
         cred: &Credential,
         sealed: Vec<u8>,
+        write_id: WriteId,
         version: u64,
         created: SystemTime,
         now: SystemTime,
@@ -173,6 +178,7 @@ impl StoredRecord {
             updated_at_micros: micros(now),
             version,
             sealed,
+            write_id: write_id.0.to_vec(),
             ..Default::default()
         };
         record.set_validation(&ValidationStatus::unvalidated());
@@ -192,6 +198,18 @@ impl StoredRecord {
 
     pub fn decode_bytes(bytes: &[u8]) -> Result<Self, Undecodable> {
         Self::decode(bytes).map_err(|_| Undecodable("record does not decode"))
+    }
+
+    /// The write id; for a record written before write ids existed, the first 16 bytes of its
+    /// envelope's nonce, which are as random and as unique per write.
+    pub fn write_id(&self) -> WriteId {
+        let mut id = [0; 16];
+        if let Ok(stored) = <[u8; 16]>::try_from(self.write_id.as_slice()) {
+            id = stored;
+        } else if let Some(nonce) = self.sealed.get(5..21) {
+            id.copy_from_slice(nonce);
+        }
+        WriteId(id)
     }
 
     pub fn created_at(&self) -> SystemTime {
@@ -229,6 +247,7 @@ impl StoredRecord {
             created_at: from_micros(self.created_at_micros),
             updated_at: from_micros(self.updated_at_micros),
             version: self.version,
+            write_id: self.write_id(),
             validation: ValidationStatus {
                 state,
                 checked_at: (self.checked_at_micros != 0)

@@ -49,13 +49,13 @@ impl Validator {
         test: Option<&TestMessage>,
     ) -> Result<Validated, ValidateError> {
         let resolved = self.vault.resolve(owner, label, false).await?;
-        let version = resolved.version;
+        let (version, write_id) = (resolved.version, resolved.write_id);
         let outcome = self.twilio.validate(&resolved.credential, test).await?;
         drop(resolved);
         let status = status_of(&outcome);
         let recorded = self
             .vault
-            .record_validation(owner, label, version, &status)
+            .record_validation(owner, label, write_id, &status)
             .await?;
         tracing::info!(
             version,
@@ -98,7 +98,7 @@ impl Validator {
         let stored = self.vault.add(owner, label, cred, replace).await?;
         let metadata = self
             .vault
-            .record_validation(owner, label, stored.version, &status_of(&outcome))
+            .record_validation(owner, label, stored.write_id, &status_of(&outcome))
             .await?
             // Replaced again between the two writes: the newer version keeps its own state.
             .unwrap_or(stored);
