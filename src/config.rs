@@ -1,8 +1,10 @@
 //! Configuration, read from `CREDVAULT_*` variables through an injected source so tests never
-//! touch the process environment. Defaults make `cargo run --release` a working vault on loopback.
+//! touch the process environment. Defaults make `cargo run --release` a working vault on loopback;
+//! README.md ("Configuration") says why each limit has the default it has.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -15,9 +17,8 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// `CREDVAULT_CACHE_MB`: sled page cache, default 64 MiB.
     pub cache_bytes: u64,
-    /// `CREDVAULT_MAX_REQUEST_BYTES`: largest accepted request message, default 64 KiB.
-    pub max_request_bytes: usize,
     pub twilio: TwilioConfig,
+    pub limits: Limits,
 }
 
 /// How credvault talks to Twilio when validating.
@@ -29,12 +30,49 @@ pub struct TwilioConfig {
     pub messaging_base: String,
     /// `CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS`, default 3000.
     pub connect_timeout: Duration,
-    /// `CREDVAULT_TWILIO_TIMEOUT_MS`: whole request, default 10000.
+    /// `CREDVAULT_TWILIO_TIMEOUT_MS`: one request, default 10000.
     pub request_timeout: Duration,
-    /// `CREDVAULT_TWILIO_MAX_RETRIES`: retries on 429/503/5xx/transport errors, default 2.
+    /// `CREDVAULT_TWILIO_MAX_RETRIES`: retries of a read on 408/429/5xx/transport errors,
+    /// default 2. The test SMS is never retried.
     pub max_retries: u32,
-    /// `CREDVAULT_TWILIO_MAX_CONCURRENT`: validations in flight per process, default 16.
+    /// `CREDVAULT_TWILIO_MAX_CONCURRENT`: validations talking to Twilio at once, default 16.
     pub max_concurrent: usize,
+    /// `CREDVAULT_VALIDATE_TIMEOUT_MS`: waiting for a turn plus the auth and sender checks,
+    /// default 30000. The test SMS has its own request timeout after that.
+    pub validate_timeout: Duration,
+}
+
+/// What one caller, or all of them, may take from the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `CREDVAULT_MAX_REQUEST_BYTES`: largest request message, for every service, default 64 KiB.
+    pub max_request_bytes: usize,
+    /// `CREDVAULT_MAX_CONNECTIONS`: open client connections, default 1024.
+    pub max_connections: usize,
+    /// `CREDVAULT_MAX_STREAMS_PER_CONNECTION`: concurrent RPCs on one HTTP/2 connection,
+    /// default 128.
+    pub max_streams_per_connection: u32,
+    /// `CREDVAULT_MAX_IN_FLIGHT`: RPCs being served at once over all connections, default 2048;
+    /// past it, RPCs are shed with RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
+    /// `CREDVAULT_RPC_TIMEOUT_MS`: the server's deadline for any RPC, default 60000.
+    pub rpc_timeout: Duration,
+    /// `CREDVAULT_HANDSHAKE_TIMEOUT_MS`: from accept to the first request's headers, default
+    /// 10000.
+    pub handshake_timeout: Duration,
+    /// `CREDVAULT_KEEPALIVE_INTERVAL_MS`: HTTP/2 pings and TCP keepalive probes, default 60000.
+    pub keepalive_interval: Duration,
+    /// `CREDVAULT_KEEPALIVE_TIMEOUT_MS`: an unanswered ping closes the connection, default 20000.
+    pub keepalive_timeout: Duration,
+    /// `CREDVAULT_SHUTDOWN_TIMEOUT_MS`: how long SIGTERM waits for RPCs, default 10000.
+    pub shutdown_timeout: Duration,
+    /// `CREDVAULT_VALIDATE_QUEUE`: validations waiting for a turn, default 64; past it,
+    /// RESOURCE_EXHAUSTED at once.
+    pub validate_queue: usize,
+    /// `CREDVAULT_TEST_SMS_PER_CREDENTIAL_PER_HOUR`, default 5 (0 turns test SMS off).
+    pub test_sms_per_credential_per_hour: u32,
+    /// `CREDVAULT_TEST_SMS_PER_RECIPIENT_PER_HOUR`, default 3.
+    pub test_sms_per_recipient_per_hour: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,49 +82,109 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// The variables of one source: each read once, typed, named in its error.
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn text(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.is_empty())
+    }
+
+    fn or<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.text(var) {
+            None => Ok(default),
+            Some(v) => v.trim().parse().map_err(|e| ConfigError {
+                var,
+                reason: format!("{e}"),
+            }),
+        }
+    }
+
+    fn millis(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(
+            self.or(var, default.as_millis() as u64)?,
+        ))
+    }
+
+    /// At least 1: a zero here would make the server refuse everything.
+    fn positive<T: FromStr + PartialOrd + From<u8>>(
+        &self,
+        var: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let v = self.or(var, default)?;
+        if v < T::from(1) {
+            return Err(ConfigError {
+                var,
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(v)
+    }
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(|k| std::env::var(k).ok())
     }
 
     pub fn from_source(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |var: &'static str| get(var).filter(|v| !v.is_empty()).map(|v| (var, v));
-        let parsed = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(var).map_or(Ok(default), |(var, v)| {
-                v.parse().map_err(|e| ConfigError {
-                    var,
-                    reason: format!("{e}"),
-                })
-            })
-        };
-        let defaults = Self::with_data_dir("credvault-data");
+        let v = Vars(get);
+        let d = Self::with_data_dir("credvault-data");
+        let (t, l) = (&d.twilio, &d.limits);
         Ok(Self {
-            listen: match get("CREDVAULT_LISTEN") {
-                Some((var, v)) => v.parse().map_err(|e| ConfigError {
-                    var,
-                    reason: format!("{e}"),
-                })?,
-                None => defaults.listen,
-            },
-            data_dir: get("CREDVAULT_DATA_DIR").map_or(defaults.data_dir, |(_, v)| v.into()),
-            master_key_file: get("CREDVAULT_MASTER_KEY_FILE").map(|(_, v)| v.into()),
-            cache_bytes: parsed("CREDVAULT_CACHE_MB", 64)? * 1024 * 1024,
-            max_request_bytes: parsed("CREDVAULT_MAX_REQUEST_BYTES", 64 * 1024)? as usize,
+            listen: v.or("CREDVAULT_LISTEN", d.listen)?,
+            data_dir: v
+                .text("CREDVAULT_DATA_DIR")
+                .map_or(d.data_dir.clone(), Into::into),
+            master_key_file: v.text("CREDVAULT_MASTER_KEY_FILE").map(Into::into),
+            cache_bytes: v.or("CREDVAULT_CACHE_MB", d.cache_bytes >> 20)? << 20,
             twilio: TwilioConfig {
-                api_base: get("CREDVAULT_TWILIO_API_BASE")
-                    .map_or(defaults.twilio.api_base, |(_, v)| v),
-                messaging_base: get("CREDVAULT_TWILIO_MESSAGING_BASE")
-                    .map_or(defaults.twilio.messaging_base, |(_, v)| v),
-                connect_timeout: Duration::from_millis(parsed(
-                    "CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS",
-                    3000,
-                )?),
-                request_timeout: Duration::from_millis(parsed(
-                    "CREDVAULT_TWILIO_TIMEOUT_MS",
-                    10_000,
-                )?),
-                max_retries: parsed("CREDVAULT_TWILIO_MAX_RETRIES", 2)? as u32,
-                max_concurrent: parsed("CREDVAULT_TWILIO_MAX_CONCURRENT", 16)?.max(1) as usize,
+                api_base: v
+                    .text("CREDVAULT_TWILIO_API_BASE")
+                    .unwrap_or(t.api_base.clone()),
+                messaging_base: v
+                    .text("CREDVAULT_TWILIO_MESSAGING_BASE")
+                    .unwrap_or(t.messaging_base.clone()),
+                connect_timeout: v
+                    .millis("CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS", t.connect_timeout)?,
+                request_timeout: v.millis("CREDVAULT_TWILIO_TIMEOUT_MS", t.request_timeout)?,
+                max_retries: v.or("CREDVAULT_TWILIO_MAX_RETRIES", t.max_retries)?,
+                max_concurrent: v.positive("CREDVAULT_TWILIO_MAX_CONCURRENT", t.max_concurrent)?,
+                validate_timeout: v.millis("CREDVAULT_VALIDATE_TIMEOUT_MS", t.validate_timeout)?,
+            },
+            limits: Limits {
+                max_request_bytes: v
+                    .positive("CREDVAULT_MAX_REQUEST_BYTES", l.max_request_bytes)?,
+                max_connections: v.positive("CREDVAULT_MAX_CONNECTIONS", l.max_connections)?,
+                max_streams_per_connection: v.positive(
+                    "CREDVAULT_MAX_STREAMS_PER_CONNECTION",
+                    l.max_streams_per_connection,
+                )?,
+                max_in_flight: v.positive("CREDVAULT_MAX_IN_FLIGHT", l.max_in_flight)?,
+                rpc_timeout: v.millis("CREDVAULT_RPC_TIMEOUT_MS", l.rpc_timeout)?,
+                handshake_timeout: v
+                    .millis("CREDVAULT_HANDSHAKE_TIMEOUT_MS", l.handshake_timeout)?,
+                keepalive_interval: v
+                    .millis("CREDVAULT_KEEPALIVE_INTERVAL_MS", l.keepalive_interval)?,
+                keepalive_timeout: v
+                    .millis("CREDVAULT_KEEPALIVE_TIMEOUT_MS", l.keepalive_timeout)?,
+                shutdown_timeout: v.millis("CREDVAULT_SHUTDOWN_TIMEOUT_MS", l.shutdown_timeout)?,
+                validate_queue: v.or("CREDVAULT_VALIDATE_QUEUE", l.validate_queue)?,
+                test_sms_per_credential_per_hour: v.or(
+                    "CREDVAULT_TEST_SMS_PER_CREDENTIAL_PER_HOUR",
+                    l.test_sms_per_credential_per_hour,
+                )?,
+                test_sms_per_recipient_per_hour: v.or(
+                    "CREDVAULT_TEST_SMS_PER_RECIPIENT_PER_HOUR",
+                    l.test_sms_per_recipient_per_hour,
+                )?,
             },
         })
     }
@@ -98,7 +196,6 @@ impl Config {
             data_dir: data_dir.into(),
             master_key_file: None,
             cache_bytes: 64 * 1024 * 1024,
-            max_request_bytes: 64 * 1024,
             twilio: TwilioConfig {
                 api_base: "https://api.twilio.com".into(),
                 messaging_base: "https://messaging.twilio.com".into(),
@@ -106,6 +203,21 @@ impl Config {
                 request_timeout: Duration::from_secs(10),
                 max_retries: 2,
                 max_concurrent: 16,
+                validate_timeout: Duration::from_secs(30),
+            },
+            limits: Limits {
+                max_request_bytes: 64 * 1024,
+                max_connections: 1024,
+                max_streams_per_connection: 128,
+                max_in_flight: 2048,
+                rpc_timeout: Duration::from_secs(60),
+                handshake_timeout: Duration::from_secs(10),
+                keepalive_interval: Duration::from_secs(60),
+                keepalive_timeout: Duration::from_secs(20),
+                shutdown_timeout: Duration::from_secs(10),
+                validate_queue: 64,
+                test_sms_per_credential_per_hour: 5,
+                test_sms_per_recipient_per_hour: 3,
             },
         }
     }
@@ -131,17 +243,23 @@ mod tests {
             c.key_file(),
             (PathBuf::from("credvault-data/master.key"), true)
         );
+        assert_eq!(c.cache_bytes, 64 << 20);
+        assert_eq!(c.limits.test_sms_per_credential_per_hour, 5);
 
         let c = Config::from_source(|k| match k {
             "CREDVAULT_LISTEN" => Some("0.0.0.0:6000".into()),
             "CREDVAULT_MASTER_KEY_FILE" => Some("/run/secrets/k".into()),
             "CREDVAULT_TWILIO_API_BASE" => Some("http://127.0.0.1:9".into()),
+            "CREDVAULT_SHUTDOWN_TIMEOUT_MS" => Some("1500".into()),
+            "CREDVAULT_TEST_SMS_PER_RECIPIENT_PER_HOUR" => Some("0".into()),
             _ => None,
         })
         .unwrap();
         assert_eq!(c.listen.port(), 6000);
         assert_eq!(c.key_file(), (PathBuf::from("/run/secrets/k"), false));
         assert_eq!(c.twilio.api_base, "http://127.0.0.1:9");
+        assert_eq!(c.limits.shutdown_timeout, Duration::from_millis(1500));
+        assert_eq!(c.limits.test_sms_per_recipient_per_hour, 0);
     }
 
     #[test]
@@ -149,5 +267,8 @@ mod tests {
         let e =
             Config::from_source(|k| (k == "CREDVAULT_LISTEN").then(|| "nope".into())).unwrap_err();
         assert_eq!(e.var, "CREDVAULT_LISTEN");
+        let e = Config::from_source(|k| (k == "CREDVAULT_MAX_CONNECTIONS").then(|| "0".into()))
+            .unwrap_err();
+        assert_eq!(e.var, "CREDVAULT_MAX_CONNECTIONS");
     }
 }

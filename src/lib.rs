@@ -108,7 +108,7 @@ pub async fn run(
     twilio: twilio::TwilioClient,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (routes, health) = grpc::routes(vault.clone(), twilio, config.max_request_bytes).await?;
+    let (routes, health) = grpc::routes(vault.clone(), twilio, config).await?;
     let follow = tokio::spawn(grpc::follow_store_health(
         vault.store_health(),
         health.clone(),

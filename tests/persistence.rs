@@ -162,10 +162,12 @@ async fn ciphertext_moved_or_altered_fails_to_open_and_is_not_returned() {
         // Copy acme/a's record (its sealed credential) onto acme/b and onto another owner's key.
         tree.insert(key("acme", "b"), a.clone()).unwrap();
         tree.insert(key("evil", "a"), a).unwrap();
-        // Flip the last byte of acme/c: inside the sealed credential's tag.
-        let mut c = tree.get(key("acme", "c")).unwrap().unwrap().to_vec();
-        *c.last_mut().unwrap() ^= 0x01;
-        tree.insert(key("acme", "c"), c).unwrap();
+        // Flip the last byte of acme/c's sealed credential: inside its tag.
+        let c = tree.get(key("acme", "c")).unwrap().unwrap();
+        let mut rec = credvault::vault::StoredRecord::decode_bytes(&c).unwrap();
+        *rec.sealed.last_mut().unwrap() ^= 0x01;
+        tree.insert(key("acme", "c"), prost::Message::encode_to_vec(&rec))
+            .unwrap();
     });
 
     let server = TestServer::start(config(dir.path())).await;

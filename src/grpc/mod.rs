@@ -13,6 +13,7 @@ use crate::proto::{self, v1::credential_vault_server::CredentialVaultServer};
 use crate::store::Health;
 use crate::twilio::TwilioClient;
 use crate::vault::{Validator, Vault};
+use crate::Config;
 pub use vault::VaultService;
 
 /// Full proto name of the vault service, as health checks and reflection know it.
@@ -22,8 +23,9 @@ pub const SERVICE_NAME: &str = "credvault.v1.CredentialVault";
 pub async fn routes(
     vault: Arc<Vault>,
     twilio: TwilioClient,
-    max_request_bytes: usize,
+    config: &Config,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
+    let max_request_bytes = config.limits.max_request_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<CredentialVaultServer<VaultService>>()
@@ -43,7 +45,7 @@ pub async fn routes(
             )
     };
 
-    let validator = Validator::new(vault.clone(), twilio);
+    let validator = Validator::new(vault.clone(), twilio, config);
     let vault_service = CredentialVaultServer::new(VaultService::new(vault, validator))
         .max_decoding_message_size(max_request_bytes);
     let routes = Routes::new(vault_service)

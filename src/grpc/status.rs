@@ -1,14 +1,20 @@
 //! The one place where errors become gRPC statuses. What the caller reads and what the log says are
 //! separate: INTERNAL never shows internals, and no message ever contains a secret.
 
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+use std::collections::HashMap;
+use std::time::Duration;
 
-use crate::twilio::Step;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, QuotaViolation, StatusExt};
+
+use crate::twilio::{Step, TwilioError};
 use crate::vault::{ValidateError, VaultError};
 
-/// google.rpc.ErrorInfo of an Add that Twilio rejected.
+/// google.rpc.ErrorInfo reasons, in domain `credvault.twilio`: an Add that Twilio rejected; a
+/// reply Twilio's API does not describe; a test SMS that may or may not have been sent.
 pub const TWILIO_REJECTED: &str = "TWILIO_REJECTED";
+pub const TWILIO_UNEXPECTED_REPLY: &str = "TWILIO_UNEXPECTED_REPLY";
+pub const TEST_MESSAGE_OUTCOME_UNKNOWN: &str = "TEST_MESSAGE_OUTCOME_UNKNOWN";
 pub const TWILIO_DOMAIN: &str = "credvault.twilio";
 
 /// INVALID_ARGUMENT naming every bad field and its rule, with a google.rpc.BadRequest detail.
@@ -61,26 +67,14 @@ impl From<ValidateError> for Status {
     fn from(err: ValidateError) -> Self {
         match err {
             ValidateError::Vault(e) => e.into(),
-            // Transient by nature (timeouts, 5xx, rate limits): the caller may retry; nothing was
-            // recorded. The text names the check and the cause, never a URL or a secret.
-            ValidateError::Twilio(e) => {
-                tracing::warn!(error = %e, "Twilio could not be asked");
-                Status::unavailable(format!("{e}; nothing was recorded, retry later"))
-            }
+            ValidateError::Twilio(e) => twilio_status(e),
             ValidateError::Rejected(outcome) => {
-                let step = match outcome.step {
-                    Step::Auth => "auth",
-                    Step::Sender => "sender",
-                    Step::TestMessage => "test_message",
-                };
-                let metadata: std::collections::HashMap<String, String> = [
+                let step = step_name(outcome.step);
+                let metadata = info([
                     ("twilio_error_code", outcome.twilio_error_code.to_string()),
                     ("http_status", outcome.http_status.to_string()),
                     ("step", step.to_owned()),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
+                ]);
                 Status::with_error_details(
                     Code::InvalidArgument,
                     format!(
@@ -90,6 +84,94 @@ impl From<ValidateError> for Status {
                     ErrorDetails::with_error_info(TWILIO_REJECTED, TWILIO_DOMAIN, metadata),
                 )
             }
+            ValidateError::Quota(exceeded) => {
+                let mut details = ErrorDetails::with_quota_failure(
+                    exceeded
+                        .violations
+                        .iter()
+                        .map(|(subject, description)| {
+                            QuotaViolation::new(subject.clone(), description.clone())
+                        })
+                        .collect::<Vec<_>>(),
+                );
+                // Whole seconds, rounded up: retrying at the stated time must succeed.
+                let secs = exceeded.retry_after.as_secs() + 1;
+                details.set_retry_info(Some(Duration::from_secs(secs)));
+                Status::with_error_details(Code::ResourceExhausted, exceeded.to_string(), details)
+            }
+            ValidateError::QueueFull(_) => {
+                let mut details = ErrorDetails::new();
+                details.set_retry_info(Some(Duration::from_secs(1)));
+                Status::with_error_details(Code::ResourceExhausted, err.to_string(), details)
+            }
+            ValidateError::OutOfTime(_) => Status::unavailable(err.to_string()),
         }
     }
+}
+
+/// Validation without a verdict. Only the first kind is safe to retry (UNAVAILABLE); a reply off
+/// Twilio's spec is not transient (UNKNOWN), a refused recipient is the caller's input
+/// (INVALID_ARGUMENT), and a test SMS that may have gone out must never look retryable.
+fn twilio_status(e: TwilioError) -> Status {
+    match e {
+        TwilioError::Timeout { .. }
+        | TwilioError::Unreachable { .. }
+        | TwilioError::ServerError { .. }
+        | TwilioError::RateLimited { .. } => {
+            tracing::warn!(error = %e, "Twilio could not be asked");
+            Status::unavailable(format!("{e}; nothing was recorded, retry later"))
+        }
+        TwilioError::Unexpected { call, status, .. } => {
+            tracing::warn!(error = %e, "unexpected reply from Twilio");
+            let metadata = info([
+                ("call", call.to_owned()),
+                ("http_status", status.to_string()),
+            ]);
+            Status::with_error_details(
+                Code::Unknown,
+                format!("{e}; nothing was recorded"),
+                ErrorDetails::with_error_info(TWILIO_UNEXPECTED_REPLY, TWILIO_DOMAIN, metadata),
+            )
+        }
+        TwilioError::RecipientRejected { code, ref reason } => {
+            tracing::info!(
+                twilio_error_code = code,
+                "Twilio refused the test recipient"
+            );
+            invalid_argument(vec![FieldViolation::new(
+                "test_recipient",
+                format!("was refused by Twilio (code {code}): {reason}; the credential's recorded state is unchanged"),
+            )])
+        }
+        TwilioError::MaybeSent { timed_out, .. } => {
+            tracing::warn!(error = %e, "test SMS outcome unknown");
+            let code = if timed_out {
+                Code::DeadlineExceeded
+            } else {
+                Code::Unknown
+            };
+            let metadata = info([("step", "test_message".to_owned())]);
+            Status::with_error_details(
+                code,
+                e.to_string(),
+                ErrorDetails::with_error_info(
+                    TEST_MESSAGE_OUTCOME_UNKNOWN,
+                    TWILIO_DOMAIN,
+                    metadata,
+                ),
+            )
+        }
+    }
+}
+
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Auth => "auth",
+        Step::Sender => "sender",
+        Step::TestMessage => "test_message",
+    }
+}
+
+fn info<const N: usize>(pairs: [(&str, String); N]) -> HashMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

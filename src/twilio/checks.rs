@@ -1,7 +1,12 @@
 //! The checks themselves, with the request and response shapes of Twilio's OpenAPI specs
 //! (`FetchAccount`, `ListMessage`, `FetchService`, `ListIncomingPhoneNumber`, `CreateMessage`).
+//!
+//! Fail closed: a credential is VALID only on replies the spec describes, and INVALID only on
+//! Twilio's own rejections (401/403/404 with its error body, an account or sender that does not
+//! check out). Anything else is a [`TwilioError`]: the outcome is unknown and nothing is recorded.
 
 use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::client::{Idempotency, Reply};
@@ -12,29 +17,22 @@ use crate::domain::{Auth, Credential, MessageSid, Sender};
 /// A check passed (`Ok`) or produced the final, rejecting outcome (`Err`).
 type Check = Result<u16, Outcome>;
 
-pub(super) async fn run(
-    tw: &TwilioClient,
-    cred: &Credential,
-    test: Option<&TestMessage>,
-) -> Result<Outcome, TwilioError> {
+/// The auth and sender checks, stopping at the first rejection.
+pub(super) async fn run(tw: &TwilioClient, cred: &Credential) -> Result<Outcome, TwilioError> {
     if let Err(rejected) = auth(tw, cred).await? {
         return Ok(rejected);
     }
-    let sender_status = match sender(tw, cred).await? {
-        Ok(status) => status,
-        Err(rejected) => return Ok(rejected),
-    };
-    let Some(test) = test else {
-        return Ok(Outcome {
+    match sender(tw, cred).await? {
+        Ok(status) => Ok(Outcome {
             valid: true,
             step: Step::Sender,
-            http_status: sender_status,
+            http_status: status,
             twilio_error_code: 0,
             reason: "Twilio accepted the auth and the sender belongs to the account".into(),
             message_sid: None,
-        });
-    };
-    test_message(tw, cred, test).await
+        }),
+        Err(rejected) => Ok(rejected),
+    }
 }
 
 fn get(tw: &TwilioClient, cred: &Credential, url: &str) -> reqwest::RequestBuilder {
@@ -52,47 +50,45 @@ fn account_url(tw: &TwilioClient, cred: &Credential, rest: &str) -> String {
 }
 
 async fn auth(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioError> {
+    const CALL: &str = "auth check";
     match &cred.auth {
         Auth::AuthToken(_) => {
             let url = account_url(tw, cred, ".json");
             let reply = tw
                 .http
-                .send("auth check", Idempotency::Safe, || get(tw, cred, &url))
+                .send(CALL, Idempotency::Safe, || get(tw, cred, &url))
                 .await?;
             if reply.status != StatusCode::OK {
-                return Ok(Err(rejected(Step::Auth, &reply, |code, status| {
-                    match (code, status) {
-                        (errors::AUTHENTICATE, _) | (_, 401) => {
-                            "Twilio refused the Account SID and Auth Token (wrong token, or a suspended or closed account)".into()
-                        }
-                        (errors::NOT_FOUND, _) | (_, 404) => {
-                            format!("account {} does not exist", cred.account_sid)
-                        }
-                        _ => generic("auth check", code, status),
+                return refused(CALL, Step::Auth, &reply, |code, status| match (code, status) {
+                    (errors::AUTHENTICATE, _) | (_, 401) => {
+                        "Twilio refused the Account SID and Auth Token (wrong token, or a suspended or closed account)".into()
                     }
-                })));
+                    (errors::NOT_FOUND, _) | (_, 404) => {
+                        format!("account {} does not exist", cred.account_sid)
+                    }
+                    _ => generic(CALL, code, status),
+                })
+                .map(Err);
             }
+            // Only `status` is taken from the Account resource; the rest of the body (it holds
+            // the auth token) is skipped by the parser and wiped with the reply.
             #[derive(Deserialize)]
             struct Account {
-                status: Option<String>,
+                status: String,
             }
-            let account: Account = parse("auth check", &reply)?;
-            match account.status.as_deref() {
-                Some("active") => Ok(Ok(200)),
-                Some(state @ ("suspended" | "closed")) => Ok(Err(invalid(
+            let account: Account = parse(CALL, &reply)?;
+            match account.status.as_str() {
+                "active" => Ok(Ok(200)),
+                state @ ("suspended" | "closed") => Ok(Err(invalid(
                     Step::Auth,
                     200,
                     format!("account {} is {state}", cred.account_sid),
                 ))),
-                other => Ok(Err(invalid(
-                    Step::Auth,
-                    200,
-                    format!(
-                        "account {} is not active (status: {})",
-                        cred.account_sid,
-                        other.unwrap_or("missing")
-                    ),
-                ))),
+                _ => Err(off_spec(
+                    CALL,
+                    &reply,
+                    "an account status the API does not list",
+                )),
             }
         }
         // Standard keys may be refused on /Accounts itself; listing one message is something
@@ -101,36 +97,44 @@ async fn auth(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioError
             let url = account_url(tw, cred, "/Messages.json");
             let reply = tw
                 .http
-                .send("auth check", Idempotency::Safe, || {
+                .send(CALL, Idempotency::Safe, || {
                     get(tw, cred, &url).query(&[("PageSize", "1")])
                 })
                 .await?;
             if reply.status == StatusCode::OK {
+                #[derive(Deserialize)]
+                struct Messages {
+                    #[allow(dead_code)] // its presence is the check
+                    messages: Vec<serde::de::IgnoredAny>,
+                }
+                parse::<Messages>(CALL, &reply)?;
                 return Ok(Ok(200));
             }
-            Ok(Err(rejected(Step::Auth, &reply, |code, status| {
+            refused(CALL, Step::Auth, &reply, |code, status| {
                 if lacks_permission(code, status) {
                     format!("API key {sid} lacks permission to read the account's Messages: a Restricted key needs the Messaging read and create permissions")
                 } else if code == errors::AUTHENTICATE || status == 401 {
                     format!("Twilio refused API key {sid} and its secret for account {} (wrong secret, deleted key, key of another account, or a suspended or closed account)", cred.account_sid)
                 } else {
-                    generic("auth check", code, status)
+                    generic(CALL, code, status)
                 }
-            })))
+            })
+            .map(Err)
         }
     }
 }
 
 async fn sender(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioError> {
+    const CALL: &str = "sender check";
     match &cred.sender {
         Sender::MessagingService(mg) => {
             let url = format!("{}/v1/Services/{mg}", tw.messaging_base);
             let reply = tw
                 .http
-                .send("sender check", Idempotency::Safe, || get(tw, cred, &url))
+                .send(CALL, Idempotency::Safe, || get(tw, cred, &url))
                 .await?;
             if reply.status != StatusCode::OK {
-                return Ok(Err(rejected(Step::Sender, &reply, |code, status| {
+                return refused(CALL, Step::Sender, &reply, |code, status| {
                     if code == errors::NOT_FOUND || status == 404 {
                         format!(
                             "messaging service {mg} does not exist in account {}",
@@ -139,17 +143,19 @@ async fn sender(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioErr
                     } else if lacks_permission(code, status) {
                         format!("the credential lacks permission to read messaging service {mg}")
                     } else {
-                        generic("sender check", code, status)
+                        generic(CALL, code, status)
                     }
-                })));
+                })
+                .map(Err);
             }
             #[derive(Deserialize)]
             struct Service {
                 account_sid: Option<String>,
             }
-            let service: Service = parse("sender check", &reply)?;
+            let service: Service = parse(CALL, &reply)?;
             match service.account_sid {
-                Some(owner) if owner != cred.account_sid.as_str() => Ok(Err(invalid(
+                Some(owner) if owner == cred.account_sid.as_str() => Ok(Ok(200)),
+                Some(_) => Ok(Err(invalid(
                     Step::Sender,
                     200,
                     format!(
@@ -157,25 +163,27 @@ async fn sender(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioErr
                         cred.account_sid
                     ),
                 ))),
-                _ => Ok(Ok(200)),
+                // Ownership unproven is not ownership.
+                None => Err(off_spec(CALL, &reply, "no account_sid in the Service")),
             }
         }
         Sender::FromNumber(number) => {
             let url = account_url(tw, cred, "/IncomingPhoneNumbers.json");
             let reply = tw
                 .http
-                .send("sender check", Idempotency::Safe, || {
+                .send(CALL, Idempotency::Safe, || {
                     get(tw, cred, &url).query(&[("PhoneNumber", number.as_str())])
                 })
                 .await?;
             if reply.status != StatusCode::OK {
-                return Ok(Err(rejected(Step::Sender, &reply, |code, status| {
+                return refused(CALL, Step::Sender, &reply, |code, status| {
                     if lacks_permission(code, status) {
                         "the credential lacks permission to list the account's phone numbers".into()
                     } else {
-                        generic("sender check", code, status)
+                        generic(CALL, code, status)
                     }
-                })));
+                })
+                .map(Err);
             }
             #[derive(Deserialize)]
             struct Number {
@@ -185,7 +193,7 @@ async fn sender(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioErr
             struct Numbers {
                 incoming_phone_numbers: Vec<Number>,
             }
-            let numbers: Numbers = parse("sender check", &reply)?;
+            let numbers: Numbers = parse(CALL, &reply)?;
             // PhoneNumber= also matches partial numbers: insist on the exact one.
             let owned = numbers
                 .incoming_phone_numbers
@@ -208,11 +216,14 @@ async fn sender(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioErr
     }
 }
 
-async fn test_message(
+/// The test SMS: one POST, never retried. Its outcome says nothing of the recipient's number:
+/// outcomes are stored in the plaintext metadata.
+pub(super) async fn test_message(
     tw: &TwilioClient,
     cred: &Credential,
     test: &TestMessage,
 ) -> Result<Outcome, TwilioError> {
+    const CALL: &str = "test SMS";
     let url = account_url(tw, cred, "/Messages.json");
     let sender = match &cred.sender {
         Sender::MessagingService(mg) => ("MessagingServiceSid", mg.as_str()),
@@ -225,7 +236,7 @@ async fn test_message(
     ];
     let reply = tw
         .http
-        .send("test SMS", Idempotency::CreatesMessage, || {
+        .send(CALL, Idempotency::CreatesMessage, || {
             tw.http
                 .client()
                 .post(&url)
@@ -233,40 +244,74 @@ async fn test_message(
                 .form(&form)
         })
         .await?;
-    if !reply.status.is_success() {
-        return Ok(rejected(Step::TestMessage, &reply, |code, status| {
-            if lacks_permission(code, status) {
-                "the credential lacks permission to send messages".into()
-            } else {
-                generic("test SMS", code, status)
-            }
-        }));
+    // Twilio's text may quote the number: it never reaches a status, a log or the record.
+    let scrub = |text: String| text.replace(test.to.as_str(), "<test recipient>");
+    let status = reply.status.as_u16();
+    if reply.status.is_success() {
+        #[derive(Deserialize)]
+        struct Created {
+            sid: Option<String>,
+        }
+        let sid = serde_json::from_slice::<Created>(&reply.body)
+            .ok()
+            .and_then(|c| c.sid)
+            .and_then(|s| MessageSid::parse(&s).ok())
+            .ok_or_else(|| TwilioError::MaybeSent {
+                timed_out: false,
+                detail: format!("Twilio answered HTTP {status} without a message SID (SM...)"),
+            })?;
+        return Ok(Outcome {
+            valid: true,
+            step: Step::TestMessage,
+            http_status: status,
+            twilio_error_code: 0,
+            reason: "Twilio accepted the auth, the sender and a test SMS".into(),
+            message_sid: Some(sid),
+        });
     }
-    #[derive(Deserialize)]
-    struct Created {
-        sid: Option<String>,
+    // A 4xx: Twilio did not create the message.
+    let body = ApiErrorBody::parse(&reply.body);
+    if let Some(code) = body.code.filter(|c| errors::RECIPIENT_CODES.contains(c)) {
+        let mut reason = errors::explain(code)
+            .unwrap_or("Twilio refused it")
+            .to_owned();
+        if let Some(msg) = body.message_text() {
+            reason = format!("{reason} (Twilio {code}: {msg})");
+        }
+        return Err(TwilioError::RecipientRejected {
+            code,
+            reason: scrub(reason),
+        });
     }
-    let created: Created = parse("test SMS", &reply)?;
-    let sid = created
-        .sid
-        .as_deref()
-        .and_then(|s| MessageSid::parse(s).ok())
-        .ok_or_else(|| TwilioError::Unexpected {
-            call: "test SMS",
-            status: reply.status.as_u16(),
-            detail: "no SMS message SID (SM...) in the reply".into(),
-        })?;
-    Ok(Outcome {
-        valid: true,
-        step: Step::TestMessage,
-        http_status: reply.status.as_u16(),
-        twilio_error_code: 0,
-        reason: format!(
-            "Twilio accepted the auth, the sender and the test SMS to {}",
-            test.to.as_str()
-        ),
-        message_sid: Some(sid),
+    let is_sender_code = body.code.is_some_and(|c| errors::SENDER_CODES.contains(&c));
+    if is_sender_code && reply.status == StatusCode::BAD_REQUEST {
+        let mut outcome = rejection(Step::TestMessage, &reply, |code, status| {
+            generic(CALL, code, status)
+        });
+        outcome.reason = scrub(outcome.reason);
+        return Ok(outcome);
+    }
+    let mut outcome = refused(CALL, Step::TestMessage, &reply, |code, status| {
+        if lacks_permission(code, status) {
+            "the credential lacks permission to send messages".into()
+        } else {
+            generic(CALL, code, status)
+        }
     })
+    .map_err(|e| match e {
+        TwilioError::Unexpected {
+            call,
+            status,
+            detail,
+        } => TwilioError::Unexpected {
+            call,
+            status,
+            detail: scrub(format!("{detail}; no SMS was sent")),
+        },
+        other => other,
+    })?;
+    outcome.reason = scrub(outcome.reason);
+    Ok(outcome)
 }
 
 /// 403, or a code Twilio uses for a key without the permission (Restricted keys).
@@ -292,15 +337,44 @@ fn invalid(step: Step, http_status: u16, reason: String) -> Outcome {
     }
 }
 
-/// A 4xx reply as a rejecting outcome. `explain(code, status)` gives the reason for this step;
-/// Twilio's own message is appended (it names resources, never secrets).
-fn rejected(step: Step, reply: &Reply, explain: impl FnOnce(i32, u16) -> String) -> Outcome {
+/// A non-2xx reply: Twilio's rejection of the credential (401, 403 or 404 with Twilio's error
+/// body), as an INVALID outcome; anything else (a redirect, 409, a proxy's page, a 400 that is
+/// about the request) is an unexpected reply, and nothing is recorded.
+fn refused(
+    call: &'static str,
+    step: Step,
+    reply: &Reply,
+    explain: impl FnOnce(i32, u16) -> String,
+) -> Result<Outcome, TwilioError> {
+    let is_twilio_error = ApiErrorBody::parse(&reply.body).code.is_some();
+    if is_twilio_error && matches!(reply.status.as_u16(), 401 | 403 | 404) {
+        return Ok(rejection(step, reply, explain));
+    }
+    let what = if is_twilio_error {
+        "a Twilio error that says nothing about the credential"
+    } else {
+        "not a Twilio error body (a proxy, or a wrong base URL?)"
+    };
+    Err(TwilioError::Unexpected {
+        call,
+        status: reply.status.as_u16(),
+        detail: match ApiErrorBody::parse(&reply.body) {
+            ApiErrorBody {
+                code: Some(code), ..
+            } => format!("{what} (code {code})"),
+            _ => what.into(),
+        },
+    })
+}
+
+/// A rejecting outcome: `explain(code, status)` gives the reason for this step, and Twilio's own
+/// message (bounded) is appended.
+fn rejection(step: Step, reply: &Reply, explain: impl FnOnce(i32, u16) -> String) -> Outcome {
     let body = ApiErrorBody::parse(&reply.body);
     let code = body.code.unwrap_or(0);
     let status = reply.status.as_u16();
     let mut reason = explain(code, status);
-    if let Some(msg) = body.message.filter(|m| !m.is_empty()) {
-        let msg: String = msg.chars().take(200).collect();
+    if let Some(msg) = body.message_text() {
         reason = format!("{reason} (Twilio {code}: {msg})");
     }
     Outcome {
@@ -313,13 +387,27 @@ fn rejected(step: Step, reply: &Reply, explain: impl FnOnce(i32, u16) -> String)
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(
-    call: &'static str,
-    reply: &Reply,
-) -> Result<T, TwilioError> {
-    serde_json::from_slice(&reply.body).map_err(|e| TwilioError::Unexpected {
+fn off_spec(call: &'static str, reply: &Reply, what: &str) -> TwilioError {
+    TwilioError::Unexpected {
         call,
         status: reply.status.as_u16(),
-        detail: format!("the JSON does not have the documented shape ({e})"),
+        detail: format!("{what}; the outcome is unknown"),
+    }
+}
+
+/// Parses a 200 reply into the documented shape. serde's error text quotes the input, so only
+/// its position is kept.
+fn parse<T: DeserializeOwned>(call: &'static str, reply: &Reply) -> Result<T, TwilioError> {
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        let what = if e.is_data() {
+            "the JSON does not have the documented shape"
+        } else {
+            "the reply is not JSON"
+        };
+        off_spec(
+            call,
+            reply,
+            &format!("{what} (line {}, column {})", e.line(), e.column()),
+        )
     })
 }

@@ -1,10 +1,12 @@
-//! The HTTP side: one shared reqwest client, timeouts, bounded retries with backoff.
+//! The HTTP side: one shared reqwest client, timeouts, bounded retries with backoff for reads,
+//! none for the message POST, and replies read with a size cap into buffers wiped on drop.
 
 use std::error::Error as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::RETRY_AFTER;
+use reqwest::header::{CONTENT_LENGTH, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
+use zeroize::Zeroizing;
 
 use super::errors::{BuildError, TwilioError};
 use crate::config::TwilioConfig;
@@ -14,23 +16,26 @@ const BASE_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A Retry-After beyond this is cut down: the caller of Validate is waiting on us.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// The largest reply read. Twilio's replies to these requests are a few KiB; a longer one is not
+/// Twilio's (a proxy, a misconfigured base URL) and is refused without being buffered.
+pub(super) const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// Whether repeating a request can do harm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Idempotency {
-    /// Reads: retried on 429, 5xx, timeouts and transport errors.
+    /// Reads: retried on 408, 429, 5xx, timeouts and transport errors.
     Safe,
-    /// Creates a message: retried only when Twilio certainly did not act on it (429, 503, or a
-    /// connection that never opened). A timeout or a 500 may hide a sent SMS; sending a second
-    /// one would text the recipient twice.
+    /// Creates a message: never retried. Unless Twilio certainly did not act on it (a 429 or 4xx,
+    /// or a connection that never opened), the SMS may have gone out, and a second attempt would
+    /// text the recipient twice.
     CreatesMessage,
 }
 
-/// A reply that decides something: any status below 500 except an exhausted 429.
-#[derive(Debug)]
+/// A reply that decides something. Its body may hold secrets (the Account resource carries the
+/// auth token): it is wiped when dropped, and the type has no `Debug`.
 pub(super) struct Reply {
     pub status: StatusCode,
-    pub body: Vec<u8>,
+    pub body: Zeroizing<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,25 +72,28 @@ impl Http {
         idempotency: Idempotency,
         make: impl Fn() -> RequestBuilder,
     ) -> Result<Reply, TwilioError> {
+        let max_retries = match idempotency {
+            Idempotency::Safe => self.max_retries,
+            Idempotency::CreatesMessage => 0,
+        };
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let out_of_retries = attempt > self.max_retries;
+            let out_of_retries = attempt > max_retries;
             let wait = match make().send().await {
                 Ok(resp) => {
                     let status = resp.status();
                     let retryable = status == StatusCode::TOO_MANY_REQUESTS
-                        || status == StatusCode::SERVICE_UNAVAILABLE
-                        || (status.is_server_error() && idempotency == Idempotency::Safe);
+                        || status == StatusCode::REQUEST_TIMEOUT
+                        || status.is_server_error();
                     if !retryable || out_of_retries {
-                        return finish(call, attempt, resp).await;
+                        return finish(call, idempotency, attempt, resp).await;
                     }
                     retry_after(&resp).unwrap_or_else(|| backoff(attempt))
                 }
                 Err(e) => {
-                    let retryable = e.is_connect() || idempotency == Idempotency::Safe;
-                    if !retryable || out_of_retries {
-                        return Err(transport_error(call, &e));
+                    if out_of_retries {
+                        return Err(transport_error(call, idempotency, &e));
                     }
                     tracing::debug!(call, attempt, error = %describe(&e), "Twilio call failed");
                     backoff(attempt)
@@ -102,24 +110,81 @@ impl Http {
     }
 }
 
-/// Reads the body of a reply that will not be retried, or turns a server error into an error.
-async fn finish(call: &'static str, attempts: u32, resp: Response) -> Result<Reply, TwilioError> {
+/// Reads the body of a reply that will not be retried, or turns it into an error.
+async fn finish(
+    call: &'static str,
+    idempotency: Idempotency,
+    attempts: u32,
+    resp: Response,
+) -> Result<Reply, TwilioError> {
     let status = resp.status();
+    let may_have_sent = idempotency == Idempotency::CreatesMessage
+        && (status.is_success() || status.is_server_error());
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Err(TwilioError::RateLimited { call, attempts });
     }
-    if status.is_server_error() {
+    if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        if may_have_sent {
+            return Err(TwilioError::MaybeSent {
+                timed_out: false,
+                detail: format!("Twilio answered HTTP {}", status.as_u16()),
+            });
+        }
         return Err(TwilioError::ServerError {
             call,
             status: status.as_u16(),
             attempts,
         });
     }
-    let body = resp.bytes().await.map_err(|e| transport_error(call, &e))?;
-    Ok(Reply {
-        status,
-        body: body.to_vec(),
-    })
+    match read_body(resp).await {
+        Ok(body) => Ok(Reply { status, body }),
+        Err(problem) if may_have_sent => Err(TwilioError::MaybeSent {
+            timed_out: false,
+            detail: format!("Twilio answered HTTP {}, but {problem}", status.as_u16()),
+        }),
+        Err(problem) => Err(TwilioError::Unexpected {
+            call,
+            status: status.as_u16(),
+            detail: problem,
+        }),
+    }
+}
+
+/// At most [`MAX_REPLY_BYTES`] of the body, streamed into a buffer wiped on drop; a longer body
+/// is refused as soon as it says so (Content-Length) or grows past the cap.
+async fn read_body(mut resp: Response) -> Result<Zeroizing<Vec<u8>>, String> {
+    let too_long = || format!("its reply is longer than {} KiB", MAX_REPLY_BYTES / 1024);
+    let declared = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REPLY_BYTES as u64) {
+        return Err(too_long());
+    }
+    let capacity = declared.map_or(8 * 1024, |n| n as usize);
+    let mut body = Zeroizing::new(Vec::with_capacity(capacity));
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(too_long());
+                }
+                // Never let the buffer reallocate: a moved buffer leaves an unwiped copy behind.
+                if body.len() + chunk.len() > body.capacity() {
+                    let mut bigger = Zeroizing::new(Vec::with_capacity(
+                        (body.capacity() * 2).max(body.len() + chunk.len()),
+                    ));
+                    bigger.extend_from_slice(&body);
+                    body = bigger;
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err("its reply did not arrive in time".into()),
+            Err(_) => return Err("its reply was cut off".into()),
+        }
+    }
 }
 
 /// Retry-After in seconds (Twilio sends seconds), capped.
@@ -147,7 +212,25 @@ fn backoff(attempt: u32) -> Duration {
     base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }
 
-fn transport_error(call: &'static str, e: &reqwest::Error) -> TwilioError {
+fn transport_error(
+    call: &'static str,
+    idempotency: Idempotency,
+    e: &reqwest::Error,
+) -> TwilioError {
+    // A connection that never opened carried nothing; anything later may have delivered the POST.
+    if idempotency == Idempotency::CreatesMessage && !e.is_connect() {
+        return TwilioError::MaybeSent {
+            timed_out: e.is_timeout(),
+            detail: if e.is_timeout() {
+                "no reply from Twilio within the timeout".into()
+            } else {
+                format!(
+                    "the connection failed after the request went out ({})",
+                    describe(e)
+                )
+            },
+        };
+    }
     if e.is_timeout() {
         TwilioError::Timeout { call }
     } else {

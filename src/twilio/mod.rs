@@ -9,10 +9,6 @@ mod checks;
 mod client;
 mod errors;
 
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
-
 pub use errors::{BuildError, TwilioError};
 
 use crate::config::TwilioConfig;
@@ -55,54 +51,70 @@ pub struct Outcome {
     pub message_sid: Option<MessageSid>,
 }
 
-/// The one Twilio client of the process: a shared connection pool and a cap on validations in
-/// flight, so a burst of Validate calls cannot open unbounded connections to Twilio.
+/// The one Twilio client of the process: a shared connection pool.
 #[derive(Debug, Clone)]
 pub struct TwilioClient {
     http: Http,
     api_base: String,
     messaging_base: String,
-    in_flight: Arc<Semaphore>,
 }
 
 impl TwilioClient {
     pub fn new(cfg: &TwilioConfig) -> Result<Self, BuildError> {
-        // A typo in a base URL should stop startup, not fail every validation later.
         for (var, base) in [
             ("CREDVAULT_TWILIO_API_BASE", &cfg.api_base),
             ("CREDVAULT_TWILIO_MESSAGING_BASE", &cfg.messaging_base),
         ] {
-            let ok = reqwest::Url::parse(base)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
-            if !ok {
-                return Err(BuildError(format!(
-                    "{var} must be an http(s) URL, got {base:?}"
-                )));
-            }
+            check_base(var, base)?;
         }
         Ok(Self {
             http: Http::new(cfg)?,
             api_base: cfg.api_base.trim_end_matches('/').to_owned(),
             messaging_base: cfg.messaging_base.trim_end_matches('/').to_owned(),
-            in_flight: Arc::new(Semaphore::new(cfg.max_concurrent.max(1))),
         })
     }
 
-    /// Runs the checks in order (auth, sender, optional test SMS), stopping at the first rejection.
-    /// `Err` means Twilio could not be asked; the caller must not record anything then.
-    pub async fn validate(
+    /// The auth and sender checks, in that order, stopping at the first rejection (`valid ==
+    /// false`). `Err`: no verdict; the caller must not record anything.
+    pub async fn check(&self, cred: &Credential) -> Result<Outcome, TwilioError> {
+        checks::run(self, cred).await
+    }
+
+    /// Sends the test SMS, once (never retried), for a credential whose checks passed.
+    pub async fn send_test(
         &self,
         cred: &Credential,
-        test: Option<&TestMessage>,
+        test: &TestMessage,
     ) -> Result<Outcome, TwilioError> {
-        // The semaphore is never closed, so acquire cannot fail.
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .expect("validation semaphore is never closed");
-        checks::run(self, cred, test).await
+        checks::test_message(self, cred, test).await
     }
+}
+
+/// A base URL must be https, or http to this machine only (a fake or a mock in tests): basic
+/// auth carries the secret and must not travel in clear. A typo stops startup instead of failing
+/// every validation later.
+fn check_base(var: &str, base: &str) -> Result<(), BuildError> {
+    let url = reqwest::Url::parse(base)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"));
+    let Some(url) = url.filter(|u| u.has_host()) else {
+        return Err(BuildError(format!(
+            "{var} must be an https URL, got {base:?}"
+        )));
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback {
+        return Err(BuildError(format!(
+            "{var} is plaintext http to a remote host ({base:?}): the auth token would travel in \
+             clear; use https (http is accepted for 127.0.0.1, ::1 and localhost only)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -116,5 +128,30 @@ mod tests {
         cfg.messaging_base = "messaging.twilio.com".into();
         let err = TwilioClient::new(&cfg).unwrap_err().to_string();
         assert!(err.contains("CREDVAULT_TWILIO_MESSAGING_BASE"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_http_is_for_loopback_only() {
+        for ok in [
+            "https://api.twilio.com",
+            "http://127.0.0.1:4010",
+            "http://127.1.2.3",
+            "http://[::1]:9",
+            "http://localhost:4010/",
+        ] {
+            assert!(check_base("V", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://api.twilio.com",
+            "http://10.0.0.1",
+            "http://localhost.evil.example",
+            "ftp://127.0.0.1",
+        ] {
+            assert!(check_base("V", bad).is_err(), "{bad}");
+        }
+        let err = check_base("V", "http://api.twilio.com")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clear"), "{err}");
     }
 }

@@ -1,14 +1,18 @@
 //! The vault core: Add, List, Delete, Resolve and recorded validation over an encrypted store.
 //! Knows nothing of gRPC; speaks domain types.
 
+mod admission;
 mod error;
+mod quota;
 mod record;
 mod validate;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use admission::QueueFull;
 pub use error::{OpenError, VaultError};
+pub use quota::QuotaExceeded;
 pub use record::{key as record_key, StoredRecord};
 pub use validate::{ValidateError, Validated, Validator};
 

@@ -1,24 +1,37 @@
-//! Validation as the vault sees it: resolve, ask Twilio, record the outcome against the version
-//! that was checked. The Twilio client does the asking; this only orders the steps.
+//! Validation as the vault sees it: take a test SMS from the quotas, wait for a turn, only then
+//! decrypt, ask Twilio, and record the outcome on the write that was checked. The Twilio client
+//! does the asking; this orders the steps.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use tokio::time::{timeout_at, Instant};
+
+use super::admission::{Admission, QueueFull, Turn};
+use super::quota::{QuotaExceeded, Reservation, TestSmsQuota};
 use super::{Vault, VaultError};
+use crate::config::Config;
 use crate::domain::{Credential, Label, Metadata, Owner, ValidationState, ValidationStatus};
 use crate::twilio::{Outcome, TestMessage, TwilioClient, TwilioError};
 
-/// Why a validation produced no answer, or (for Add) why nothing was stored.
+/// Why a validation produced no answer, or (for Add) why nothing was stored. Nothing is recorded
+/// in any of these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
     #[error(transparent)]
     Vault(#[from] VaultError),
-    /// Twilio could not be asked; nothing was recorded or stored.
-    #[error("Twilio could not be asked: {0}")]
+    /// No verdict from Twilio (unreachable, off-spec reply, recipient refused, maybe sent).
+    #[error(transparent)]
     Twilio(#[from] TwilioError),
     /// Add with `validate`: Twilio rejected the submitted credential, so it was not stored.
     #[error("Twilio rejected the credential: {}", .0.reason)]
     Rejected(Box<Outcome>),
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    #[error("too many validations: {} running and {} waiting; retry later", .0.running, .0.queued)]
+    QueueFull(QueueFull),
+    #[error("validation did not finish within {} s (waiting for a turn, then the auth and sender checks); nothing was sent or recorded, retry later", .0.as_secs())]
+    OutOfTime(Duration),
 }
 
 /// A validation outcome and the credential's metadata after recording it.
@@ -28,34 +41,54 @@ pub struct Validated {
     pub metadata: Metadata,
 }
 
-/// Runs validations for the gRPC layer: the vault plus the process's one Twilio client.
+/// Runs validations for the gRPC layer: the vault, the process's one Twilio client, and the
+/// limits on how many run, wait, and text.
 pub struct Validator {
     vault: Arc<Vault>,
     twilio: TwilioClient,
+    admission: Admission,
+    quota: TestSmsQuota,
+    budget: Duration,
 }
 
 impl Validator {
-    pub fn new(vault: Arc<Vault>, twilio: TwilioClient) -> Self {
-        Self { vault, twilio }
+    pub fn new(vault: Arc<Vault>, twilio: TwilioClient, config: &Config) -> Self {
+        let l = &config.limits;
+        Self {
+            vault,
+            twilio,
+            admission: Admission::new(config.twilio.max_concurrent, l.validate_queue),
+            quota: TestSmsQuota::new(
+                l.test_sms_per_credential_per_hour,
+                l.test_sms_per_recipient_per_hour,
+            ),
+            budget: config.twilio.validate_timeout,
+        }
     }
 
-    /// Validates the stored credential and records the outcome on the version that was checked.
-    /// If the credential was replaced meanwhile, the stale outcome is dropped (the returned
-    /// metadata is then the current one, which does not show it).
+    /// Validates the stored credential and records the outcome on the write that was checked.
+    /// If the credential was replaced or deleted meanwhile, the stale outcome is dropped (the
+    /// returned metadata is then the current one, which does not show it).
     pub async fn validate_stored(
         &self,
         owner: &Owner,
         label: &Label,
         test: Option<&TestMessage>,
     ) -> Result<Validated, ValidateError> {
+        let started = Instant::now();
+        let reserved = self.reserve(owner, label, test)?;
+        let turn = self.turn(started).await?;
+        // Decrypted only once it is this call's turn: a waiting call holds no secret.
         let resolved = self.vault.resolve(owner, label, false).await?;
         let (version, write_id) = (resolved.version, resolved.write_id);
-        let outcome = self.twilio.validate(&resolved.credential, test).await?;
-        drop(resolved);
-        let status = status_of(&outcome);
+        let outcome = self
+            .ask(&resolved.credential, test, reserved, started)
+            .await;
+        drop((resolved, turn));
+        let outcome = outcome?;
         let recorded = self
             .vault
-            .record_validation(owner, label, write_id, &status)
+            .record_validation(owner, label, write_id, &status_of(&outcome))
             .await?;
         tracing::info!(
             version,
@@ -73,7 +106,7 @@ impl Validator {
     }
 
     /// Add with `validate`: asks Twilio first and stores only a credential it accepts, recording
-    /// VALID on the stored version.
+    /// VALID on the stored write.
     pub async fn add_validated(
         &self,
         owner: &Owner,
@@ -91,7 +124,12 @@ impl Validator {
                 Err(e) => return Err(e.into()),
             }
         }
-        let outcome = self.twilio.validate(cred, test).await?;
+        let started = Instant::now();
+        let reserved = self.reserve(owner, label, test)?;
+        let turn = self.turn(started).await?;
+        let outcome = self.ask(cred, test, reserved, started).await;
+        drop(turn);
+        let outcome = outcome?;
         if !outcome.valid {
             return Err(ValidateError::Rejected(Box::new(outcome)));
         }
@@ -100,9 +138,52 @@ impl Validator {
             .vault
             .record_validation(owner, label, stored.write_id, &status_of(&outcome))
             .await?
-            // Replaced again between the two writes: the newer version keeps its own state.
+            // Replaced again between the two writes: the newer write keeps its own state.
             .unwrap_or(stored);
         Ok(Validated { outcome, metadata })
+    }
+
+    fn reserve(
+        &self,
+        owner: &Owner,
+        label: &Label,
+        test: Option<&TestMessage>,
+    ) -> Result<Option<Reservation<'_>>, ValidateError> {
+        let Some(test) = test else { return Ok(None) };
+        match self.quota.reserve(owner, label, &test.to) {
+            Ok(reserved) => Ok(Some(reserved)),
+            Err(exceeded) => {
+                tracing::warn!(%owner, %label, "test SMS refused: {exceeded}");
+                Err(exceeded.into())
+            }
+        }
+    }
+
+    async fn turn(&self, started: Instant) -> Result<Turn, ValidateError> {
+        match timeout_at(started + self.budget, self.admission.enter()).await {
+            Ok(Ok(turn)) => Ok(turn),
+            Ok(Err(full)) => Err(ValidateError::QueueFull(full)),
+            Err(_) => Err(ValidateError::OutOfTime(self.budget)),
+        }
+    }
+
+    /// The checks (within the budget), then, if they pass and one was asked for, the test SMS.
+    async fn ask(
+        &self,
+        cred: &Credential,
+        test: Option<&TestMessage>,
+        reserved: Option<Reservation<'_>>,
+        started: Instant,
+    ) -> Result<Outcome, ValidateError> {
+        let checked = timeout_at(started + self.budget, self.twilio.check(cred))
+            .await
+            .map_err(|_| ValidateError::OutOfTime(self.budget))??;
+        let (Some(test), Some(reserved), true) = (test, reserved, checked.valid) else {
+            return Ok(checked);
+        };
+        // From here the SMS may go out: it counts against the quotas whatever Twilio answers.
+        reserved.commit();
+        Ok(self.twilio.send_test(cred, test).await?)
     }
 }
 

@@ -6,6 +6,8 @@
 //! [`FakeTwilio::assert_clean`] fails the test on any.
 #![allow(dead_code)] // each test binary uses a different part of the fake
 
+mod messages;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,11 +22,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
-/// A recipient for which Twilio answers 21211 (invalid To).
-pub const INVALID_RECIPIENT: &str = "+15005550001";
-/// A recipient for which Twilio answers 21608 (trial account, unverified recipient).
-pub const UNVERIFIED_RECIPIENT: &str = "+15005550009";
-pub const RECIPIENT: &str = "+6591234567";
+#[allow(unused_imports)] // each test binary uses a different part
+pub use messages::{recipient_with, RECIPIENT, RECIPIENT_ERRORS};
 pub const FOREIGN_ACCOUNT: &str = "ACffffffffffffffffffffffffffffffff";
 
 /// What the fake knows about the one account it hosts. Tests change it through `FakeTwilio`.
@@ -60,10 +59,30 @@ struct Faults {
     always_500: AtomicBool,
     /// Sleep this long before answering.
     delay: Mutex<Option<Duration>>,
-    /// Answer every message creation (POST Messages.json) with this status.
-    sms_status: Mutex<Option<u16>>,
+    /// Answer every message creation (POST Messages.json) with this status and code.
+    sms_error: Mutex<Option<(u16, i32)>>,
+    /// Accept (and count) every message creation, then sleep this long before answering.
+    sms_delay: Mutex<Option<Duration>>,
     /// Park the next request: notify `arrived`, wait for `release`.
     hold: Mutex<Option<(Arc<Notify>, Arc<Notify>)>>,
+    /// Raw replies for requests whose "METHOD /path" ends with the key, after the auth check.
+    raw: Mutex<Vec<(String, Raw)>>,
+}
+
+/// A reply that Twilio would not give (or would, in ways the happy path never sees).
+#[derive(Clone)]
+pub enum Raw {
+    /// This status, body and content type.
+    Body(u16, &'static str, Vec<u8>),
+    /// This status with a Content-Length header of `declared` bytes, then `sent` bytes, then a
+    /// body that never ends.
+    Stalled {
+        status: u16,
+        declared: u64,
+        sent: usize,
+    },
+    /// This status and a chunked body (no Content-Length) that never ends.
+    Endless(u16),
 }
 
 struct State {
@@ -128,9 +147,29 @@ impl FakeTwilio {
         *self.state.faults.delay.lock().unwrap() = d;
     }
 
-    /// Makes every POST Messages.json fail with `status` (`None`: behave).
-    pub fn fail_sms_with(&self, status: Option<u16>) {
-        *self.state.faults.sms_status.lock().unwrap() = status;
+    /// Makes every POST Messages.json fail with `status` and Twilio `code` (`None`: behave).
+    pub fn fail_sms_with(&self, error: Option<(u16, i32)>) {
+        *self.state.faults.sms_error.lock().unwrap() = error;
+    }
+
+    /// Every POST Messages.json is accepted (the SMS counts as sent) and answered after `d`.
+    pub fn delay_sms(&self, d: Option<Duration>) {
+        *self.state.faults.sms_delay.lock().unwrap() = d;
+    }
+
+    /// Answers every request whose "METHOD /path" ends with `request` with `raw`.
+    pub fn reply_raw(&self, request: &str, raw: Raw) {
+        self.state
+            .faults
+            .raw
+            .lock()
+            .unwrap()
+            .push((request.to_owned(), raw));
+    }
+
+    /// Back to answering like Twilio.
+    pub fn clear_raw(&self) {
+        self.state.faults.raw.lock().unwrap().clear();
     }
 
     /// Parks the next request until `release` is notified; `arrived` is notified when it comes.
@@ -232,6 +271,19 @@ async fn handle(
         return twilio_error(401, 20003, "Authenticate");
     }
 
+    let request = format!("{method} {path}");
+    let raw = state
+        .faults
+        .raw
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| request.ends_with(k.as_str()))
+        .map(|(_, r)| r.clone());
+    if let Some(raw) = raw {
+        return raw_reply(raw);
+    }
+
     let acct = format!("/2010-04-01/Accounts/{}", account.sid);
     let not_found = || {
         twilio_error(
@@ -305,99 +357,61 @@ async fn handle(
         };
     }
     if method == Method::POST && path == format!("{acct}/Messages.json") {
-        let forced = *state.faults.sms_status.lock().unwrap();
-        if let Some(status) = forced {
-            return twilio_error(status, 20000 + i32::from(status), "Server error");
+        let forced = *state.faults.sms_error.lock().unwrap();
+        if let Some((status, code)) = forced {
+            return twilio_error(status, code, "Refused by the fake");
         }
-        return create_message(state, &account, &headers, &query, &body, &violation);
+        let reply = messages::create(state, &account, &headers, &query, &body, &violation);
+        let delay = *state.faults.sms_delay.lock().unwrap();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        return reply;
     }
     violation(format!("unexpected request {method} {path}"));
     not_found()
 }
 
-fn create_message(
-    state: &State,
-    account: &Account,
-    headers: &HeaderMap,
-    query: &[(String, String)],
-    body: &[u8],
-    violation: &dyn Fn(String),
-) -> Response {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if form_type != "application/x-www-form-urlencoded" {
-        violation(format!(
-            "POST Messages.json with content type {form_type:?}"
-        ));
-    }
-    if !query.is_empty() {
-        violation(format!("POST Messages.json with a query {query:?}"));
-    }
-    let form = query_pairs(std::str::from_utf8(body).unwrap_or(""));
-    let field = |name: &str| -> Option<String> {
-        let mut values = form
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone());
-        let first = values.next();
-        if values.next().is_some() {
-            violation(format!("form field {name} repeated"));
+fn raw_reply(raw: Raw) -> Response {
+    match raw {
+        Raw::Body(status, content_type, body) => (
+            StatusCode::from_u16(status).unwrap(),
+            [(header::CONTENT_TYPE, content_type)],
+            body,
+        )
+            .into_response(),
+        Raw::Stalled {
+            status,
+            declared,
+            sent,
+        } => {
+            let first = futures_stream(vec![0x20; sent]);
+            let mut r = Response::new(axum::body::Body::from_stream(first));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            r.headers_mut().insert(
+                header::CONTENT_LENGTH,
+                declared.to_string().parse().unwrap(),
+            );
+            r
         }
-        first
-    };
-    for (k, _) in &form {
-        if !["To", "From", "MessagingServiceSid", "Body"].contains(&k.as_str()) {
-            violation(format!("unexpected form field {k}"));
+        Raw::Endless(status) => {
+            let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+            let body = tokio_stream::iter(std::iter::repeat_with(move || {
+                Ok::<_, std::io::Error>(chunk.clone())
+            }));
+            let mut r = Response::new(axum::body::Body::from_stream(body));
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            r
         }
     }
-    let (to, body, from, mg) = (
-        field("To"),
-        field("Body"),
-        field("From"),
-        field("MessagingServiceSid"),
-    );
-    if from.is_some() == mg.is_some() {
-        violation(format!(
-            "want exactly one of From / MessagingServiceSid, got {from:?} / {mg:?}"
-        ));
-    }
-    if let Some(mg) = &mg {
-        if account.services.get(mg) != Some(&account.sid) {
-            return twilio_error(400, 21705, "The Messaging Service Sid is invalid.");
-        }
-    }
-    if let Some(from) = &from {
-        if !account.numbers.contains(from) {
-            return twilio_error(400, 21606, "The 'From' phone number provided is not a valid message-capable Twilio phone number for this destination/account.");
-        }
-    }
-    let (Some(to), Some(body)) = (to, body) else {
-        violation("POST Messages.json without To or Body".into());
-        return twilio_error(400, 21604, "A 'To' phone number is required.");
-    };
-    if to == INVALID_RECIPIENT {
-        return twilio_error(400, 21211, &format!("Invalid 'To' Phone Number: {to}"));
-    }
-    if to == UNVERIFIED_RECIPIENT {
-        return twilio_error(400, 21608, "The number is unverified. Trial accounts cannot send messages to unverified numbers; verify it at twilio.com/user/account/phone-numbers/verified, or purchase a Twilio number to send messages to unverified numbers.");
-    }
-    let mut sent = state.sent.lock().unwrap();
-    let sid = format!("SM{:032x}", sent.len() + 0xabc);
-    sent.push(SentSms {
-        to: to.clone(),
-        body: body.clone(),
-        from: from.clone(),
-        messaging_service_sid: mg.clone(),
-        sid: sid.clone(),
-    });
-    let reply = json!({
-        "sid": sid, "account_sid": account.sid, "to": to, "from": from, "body": body,
-        "messaging_service_sid": mg, "status": "queued", "direction": "outbound-api",
-        "api_version": "2010-04-01", "error_code": null, "error_message": null,
-    });
-    (StatusCode::CREATED, axum::Json(reply)).into_response()
+}
+
+/// `bytes`, then nothing for ever.
+fn futures_stream(
+    bytes: Vec<u8>,
+) -> impl tokio_stream::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    use tokio_stream::StreamExt;
+    tokio_stream::once(Ok(Bytes::from(bytes))).chain(tokio_stream::pending())
 }
 
 fn json_ok(v: Value) -> Response {
@@ -411,7 +425,7 @@ fn no_query(query: &[(String, String)], path: &str, violation: &dyn Fn(String)) 
 }
 
 /// Decodes `application/x-www-form-urlencoded` (query strings and form bodies alike).
-fn query_pairs(s: &str) -> Vec<(String, String)> {
+pub(crate) fn query_pairs(s: &str) -> Vec<(String, String)> {
     let url = reqwest::Url::parse(&format!("http://x/?{s}")).unwrap();
     if s.is_empty() {
         return Vec::new();
