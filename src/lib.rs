@@ -12,6 +12,7 @@ pub mod domain;
 pub mod grpc;
 pub mod proto;
 pub mod store;
+pub mod transport;
 pub mod twilio;
 pub mod vault;
 
@@ -20,8 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
 
 pub use config::Config;
 use crypto::{Cipher, KeyFileError};
@@ -123,13 +122,7 @@ pub async fn run(
         tracing::info!("shutting down: draining in-flight requests");
         grpc::set_not_serving(&health).await;
     };
-    let served = Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await;
+    let served = transport::serve(listener, routes, &config.limits, shutdown).await;
     follow.abort();
     served?;
     vault.flush().await?;

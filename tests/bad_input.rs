@@ -89,7 +89,7 @@ fn varint(mut n: u64, out: &mut Vec<u8>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_messages_are_out_of_range_and_the_server_keeps_serving() {
+async fn oversized_messages_are_resource_exhausted_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(common::config(dir.path())).await;
     let channel = server.channel().await;
@@ -104,9 +104,11 @@ async fn oversized_messages_are_out_of_range_and_the_server_keeps_serving() {
         .add(common::add_request("bad-input", "huge", cred))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    // RESOURCE_EXHAUSTED, as grpc-go, grpc-java and C-core answer (tonic alone says OUT_OF_RANGE).
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(
-        err.message().contains("too large") && err.message().contains("65536"),
+        err.message()
+            .contains("larger than the limit of 65536 bytes"),
         "unclear: {}",
         err.message()
     );
@@ -119,9 +121,48 @@ async fn oversized_messages_are_out_of_range_and_the_server_keeps_serving() {
     body.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
     body.extend_from_slice(b"hello");
     let (status, message) = raw_http2(&channel, server.addr, "Add", body).await;
-    assert_eq!(status, Code::OutOfRange as i32, "{message}");
-    assert!(message.contains("too large"), "{message}");
+    assert_eq!(status, Code::ResourceExhausted as i32, "{message}");
+    assert!(message.contains("2147483647 bytes"), "{message}");
     still_serving(&mut client, "after-lying-prefix").await;
+
+    // Health and reflection have the same limit (not tonic's 4 MiB) and the same answer.
+    let err = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "h".repeat(100 * 1024),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "health: {err:?}");
+    use tonic_reflection::pb::v1 as r;
+    let huge = r::ServerReflectionRequest {
+        host: "r".repeat(100 * 1024),
+        message_request: Some(r::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut reflection = r::server_reflection_client::ServerReflectionClient::new(channel);
+    let outcome = match reflection
+        .server_reflection_info(tokio_stream::iter([huge]))
+        .await
+    {
+        Err(status) => status,
+        Ok(replies) => {
+            let mut replies = replies.into_inner();
+            loop {
+                match replies.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("reflection ended OK after an oversized request"),
+                    Err(status) => break status,
+                }
+            }
+        }
+    };
+    assert_eq!(
+        outcome.code(),
+        Code::ResourceExhausted,
+        "reflection: {outcome:?}"
+    );
+    still_serving(&mut client, "after-health-and-reflection").await;
     server.stop().await.unwrap();
 }
 

@@ -468,8 +468,12 @@ async fn oversized_request_gets_a_clear_status_and_server_keeps_serving() {
     let mut c = server.client().await;
     let huge = add_request(&"o".repeat(100 * 1024), "prod", token_credential());
     let err = c.add(huge).await.unwrap_err();
-    assert_eq!(err.code(), Code::OutOfRange, "{}", err.message());
-    assert!(err.message().contains("too large"), "{}", err.message());
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(
+        err.message().contains("larger than the limit"),
+        "{}",
+        err.message()
+    );
     c.add(add_request("acme", "prod", token_credential()))
         .await
         .unwrap();

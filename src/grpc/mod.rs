@@ -48,10 +48,20 @@ pub async fn routes(
     let validator = Validator::new(vault.clone(), twilio, config);
     let vault_service = CredentialVaultServer::new(VaultService::new(vault, validator))
         .max_decoding_message_size(max_request_bytes);
+    // transport::limit holds every service to the size limit first (as RESOURCE_EXHAUSTED);
+    // tonic's own limit is the backstop, the same for all of them (not its 4 MiB default).
     let routes = Routes::new(vault_service)
-        .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?);
+        .add_service(health_service.max_decoding_message_size(max_request_bytes))
+        .add_service(
+            reflection()
+                .build_v1()?
+                .max_decoding_message_size(max_request_bytes),
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()?
+                .max_decoding_message_size(max_request_bytes),
+        );
     Ok((routes, health))
 }
 

@@ -24,6 +24,15 @@ pub struct ChildServer {
     log: Arc<Mutex<String>>,
 }
 
+/// How to start the child beyond the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Launch {
+    /// Extra environment variables, set after (and so over) the defaults.
+    pub env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE of the child.
+    pub fd_limit: Option<u32>,
+}
+
 /// A start that did not reach "credvault serving".
 #[derive(Debug)]
 pub struct StartFailure {
@@ -45,13 +54,40 @@ impl ChildServer {
 
     /// Starts the binary on `data_dir` and waits for its "serving" line or its exit.
     pub fn try_start(data_dir: &Path) -> Result<Self, StartFailure> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_credvault"))
+        Self::try_start_with(data_dir, &Launch::default())
+    }
+
+    /// [`ChildServer::start`] with extra environment or limits.
+    pub fn start_with(data_dir: &Path, launch: &Launch) -> Self {
+        match Self::try_start_with(data_dir, launch) {
+            Ok(server) => server,
+            Err(f) => panic!(
+                "credvault did not start (exit {:?}); its log:\n{}",
+                f.status, f.log
+            ),
+        }
+    }
+
+    pub fn try_start_with(data_dir: &Path, launch: &Launch) -> Result<Self, StartFailure> {
+        let bin = env!("CARGO_BIN_EXE_credvault");
+        let mut command = match launch.fd_limit {
+            // Through the shell's ulimit: the tests keep `unsafe` (setrlimit in pre_exec) out.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\""), bin]);
+                c
+            }
+            None => Command::new(bin),
+        };
+        command
             .env("CREDVAULT_LISTEN", "127.0.0.1:0")
             .env("CREDVAULT_DATA_DIR", data_dir)
             .env("CREDVAULT_TWILIO_API_BASE", "http://127.0.0.1:9")
             .env("CREDVAULT_TWILIO_MESSAGING_BASE", "http://127.0.0.1:9")
             .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
+            .env("NO_COLOR", "1");
+        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
