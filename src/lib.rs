@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod data_dir;
 pub mod domain;
 pub mod grpc;
+pub mod process;
 pub mod proto;
 pub mod store;
 pub mod transport;

@@ -21,6 +21,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
+    if let Err(e) = credvault::process::harden() {
+        return fail(&format!(
+            "cannot harden the process (core dumps, ptrace): {e}"
+        ));
+    }
     let config = match credvault::Config::from_env() {
         Ok(config) => config,
         Err(e) => return fail(&e),

@@ -26,6 +26,24 @@ fn cpu_time(pid: u32) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_turns_off_core_dumps_and_makes_its_files_private() {
+    let root = tempfile::tempdir().unwrap();
+    let server = ChildServer::start(&child::data_dir(root.path()));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(
+        core.split_whitespace().skip(4).take(2).collect::<Vec<_>>(),
+        ["0", "0"],
+        "{core}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    assert!(status.lines().any(|l| l == "Umask:\t0077"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     let root = tempfile::tempdir().unwrap();
     let launch = Launch {

@@ -93,6 +93,17 @@ pub fn credential(v: &mut Violations, cred: Option<&pb::TwilioCredential>) -> Op
     })
 }
 
+/// Wipes the request's own copies of the secret once they are parsed into zeroizing domain
+/// types. (tonic's receive buffer, and the reply a Resolve encodes, are freed without a wipe.)
+pub fn wipe_secrets(cred: &mut Option<pb::TwilioCredential>) {
+    use zeroize::Zeroize;
+    match cred.as_mut().and_then(|c| c.auth.as_mut()) {
+        Some(pb::twilio_credential::Auth::AuthToken(t)) => t.auth_token.zeroize(),
+        Some(pb::twilio_credential::Auth::ApiKey(k)) => k.api_key_secret.zeroize(),
+        None => {}
+    }
+}
+
 pub fn metadata(m: Metadata) -> pb::CredentialMetadata {
     pb::CredentialMetadata {
         owner: m.owner.as_str().to_owned(),

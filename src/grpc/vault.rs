@@ -74,10 +74,11 @@ fn test_message(
 impl pb::credential_vault_server::CredentialVault for VaultService {
     #[tracing::instrument(skip_all, fields(owner, label))]
     async fn add(&self, req: Request<pb::AddRequest>) -> Result<Response<pb::AddResponse>, Status> {
-        let req = req.into_inner();
+        let mut req = req.into_inner();
         let mut v = Violations::default();
         let id = identity(&mut v, &req.owner, &req.label);
         let cred = convert::credential(&mut v, req.credential.as_ref());
+        convert::wipe_secrets(&mut req.credential);
         let test = if !req.validate && !req.test_recipient.is_empty() {
             v.add("test_recipient", "is only used with validate");
             None
