@@ -28,10 +28,13 @@ async fn health(channel: tonic::transport::Channel) -> Result<(), tonic::Status>
         .map(drop)
 }
 
-/// Reads until the server closes the socket (EOF or reset), within `limit`; the HTTP/2 frame
-/// types seen on the way.
-async fn until_closed(socket: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
-    let mut types = Vec::new();
+/// One HTTP/2 frame as read off the wire: its type and payload.
+type Frame = (u8, Vec<u8>);
+
+/// Reads until the server closes the socket (EOF or reset), within `limit`; the HTTP/2 frames
+/// seen on the way.
+async fn until_closed(socket: &mut TcpStream, limit: Duration) -> Option<Vec<Frame>> {
+    let mut frames = Vec::new();
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(limit, async {
         let mut chunk = [0u8; 4096];
@@ -45,13 +48,13 @@ async fn until_closed(socket: &mut TcpStream, limit: Duration) -> Option<Vec<u8>
                 if buf.len() < 9 + len {
                     break;
                 }
-                types.push(buf[3]);
+                frames.push((buf[3], buf[9..9 + len].to_vec()));
                 buf.drain(..9 + len);
             }
         }
     })
     .await;
-    closed.ok().map(|()| types)
+    closed.ok().map(|()| frames)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,14 +199,28 @@ async fn a_peer_that_stops_answering_pings_is_disconnected() {
     let mut socket = TcpStream::connect(server.addr).await.unwrap();
     socket.write_all(PREFACE).await.unwrap();
     // Never ACK anything: the server pings, gets no answer and closes.
-    let types = until_closed(&mut socket, Duration::from_secs(10))
+    let frames = until_closed(&mut socket, Duration::from_secs(10))
         .await
         .expect("a dead peer was kept");
+    const SETTINGS: u8 = 4;
     const PING: u8 = 6;
+    let types: Vec<u8> = frames.iter().map(|(t, _)| *t).collect();
     assert!(
         types.contains(&PING),
         "no keepalive ping: frame types {types:?}"
     );
+    // The server's SETTINGS cap concurrent streams per connection (id 3) at the default 128.
+    let (_, settings) = frames.iter().find(|(t, _)| *t == SETTINGS).unwrap();
+    let params: Vec<(u16, u32)> = settings
+        .chunks(6)
+        .map(|p| {
+            (
+                u16::from_be_bytes([p[0], p[1]]),
+                u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
+            )
+        })
+        .collect();
+    assert!(params.contains(&(3, 128)), "SETTINGS {params:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
