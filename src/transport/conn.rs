@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,7 +40,12 @@ pub struct Conn {
     /// Until the first request's headers arrive: the preface, SETTINGS and HEADERS must all come
     /// within the handshake timeout, or the connection is closed (slowloris, port scanners).
     handshake: Option<Pin<Box<Sleep>>>,
+    kill: CancellationToken,
+    /// Registered with `kill` for the waker of the task that reads this connection, so a
+    /// cancellation wakes an idle connection. Polled again only when that waker changes: polling
+    /// it takes the token's lock, which every connection shares, on every read.
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
+    registered: Option<Waker>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -59,19 +64,36 @@ impl Conn {
                 first_request: Arc::default(),
             },
             handshake: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
-            killed: Box::pin(kill.cancelled_owned()),
+            killed: Box::pin(kill.clone().cancelled_owned()),
+            kill,
+            registered: None,
             _slot: slot,
         }
     }
 
-    /// `Err` once the connection must end: the server killed it, or its handshake ran out.
-    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if self.killed.as_mut().poll(cx).is_ready() {
+    /// `Err` once the server killed the connection (its shutdown deadline passed).
+    fn check_killed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let same_waker = self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if !same_waker {
+            self.registered = Some(cx.waker().clone());
+            // Ready only if already cancelled; otherwise the waker is now registered.
+            let _ = self.killed.as_mut().poll(cx);
+        }
+        if self.kill.is_cancelled() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "the server is shutting down",
             ));
         }
+        Ok(())
+    }
+
+    /// `Err` once the connection must end: the server killed it, or its handshake ran out.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        self.check_killed(cx)?;
         if let Some(deadline) = &mut self.handshake {
             if self.info.first_request.load(Ordering::Relaxed) {
                 self.handshake = None;
@@ -112,7 +134,7 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if self.killed.as_mut().poll(cx).is_ready() {
+        if self.kill.is_cancelled() {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
         Pin::new(&mut self.stream).poll_write(cx, buf)

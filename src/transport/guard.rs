@@ -98,6 +98,7 @@ where
                     ))
                     .into_http(),
                 },
+                // The shutdown deadline passed: the handler is dropped, whatever it was doing.
                 () = kill.cancelled() => {
                     Status::unavailable("the server is shutting down; retry").into_http()
                 }
