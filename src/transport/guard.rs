@@ -89,21 +89,42 @@ where
         let (deadline, kill) = (self.cfg.deadline, self.cfg.kill.clone());
         Box::pin(async move {
             let _permit = permit;
-            let response = tokio::select! {
-                r = tokio::time::timeout(deadline, inner.call(req)) => match r {
-                    Ok(Ok(response)) => response,
-                    Err(_) => Status::deadline_exceeded(format!(
-                        "the RPC did not finish within the server's deadline of {} ms",
-                        deadline.as_millis()
-                    ))
-                    .into_http(),
-                },
+            let call = tokio::time::timeout(deadline, inner.call(req));
+            let response = match until_killed(call, &kill).await {
+                Some(Ok(Ok(response))) => response,
+                Some(Err(_)) => Status::deadline_exceeded(format!(
+                    "the RPC did not finish within the server's deadline of {} ms",
+                    deadline.as_millis()
+                ))
+                .into_http(),
                 // The shutdown deadline passed: the handler is dropped, whatever it was doing.
-                () = kill.cancelled() => {
-                    Status::unavailable("the server is shutting down; retry").into_http()
-                }
+                None => Status::unavailable("the server is shutting down; retry").into_http(),
             };
             Ok(oversized.apply(response))
         })
     }
+}
+
+/// `fut`'s output, or `None` once `kill` is cancelled. The token's waiter list is shared by every
+/// RPC and each poll of its future takes its lock, so it is polled to register this task's waker
+/// only once (again only if the waker changes); later polls check the flag alone.
+async fn until_killed<F: Future>(fut: F, kill: &CancellationToken) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let mut killed = std::pin::pin!(kill.cancelled());
+    let mut registered: Option<std::task::Waker> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            registered = Some(cx.waker().clone());
+            if killed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+        } else if kill.is_cancelled() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
