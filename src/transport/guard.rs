@@ -24,7 +24,9 @@ pub struct GuardLayer {
     pub max_in_flight: usize,
     pub deadline: Duration,
     pub max_message: usize,
-    pub kill: CancellationToken,
+    /// In an `Arc`: cloning a `CancellationToken` takes the lock its clones share, and the
+    /// guard is cloned for every connection and every RPC.
+    pub kill: Arc<CancellationToken>,
 }
 
 impl<S> Layer<S> for GuardLayer {

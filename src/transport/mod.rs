@@ -47,7 +47,7 @@ pub async fn serve(
         max_in_flight: limits.max_in_flight,
         deadline: limits.rpc_timeout,
         max_message: limits.max_request_bytes,
-        kill: kill.clone(),
+        kill: Arc::new(kill.clone()),
     };
     let server = Server::builder()
         .max_concurrent_streams(limits.max_streams_per_connection)
