@@ -94,9 +94,7 @@ impl From<ValidateError> for Status {
                         })
                         .collect::<Vec<_>>(),
                 );
-                // Whole seconds, rounded up: retrying at the stated time must succeed.
-                let secs = exceeded.retry_after.as_secs() + 1;
-                details.set_retry_info(Some(Duration::from_secs(secs)));
+                details.set_retry_info(Some(Duration::from_secs(exceeded.retry_secs())));
                 Status::with_error_details(Code::ResourceExhausted, exceeded.to_string(), details)
             }
             ValidateError::QueueFull(_) => {

@@ -39,6 +39,14 @@ pub struct QuotaExceeded {
     pub retry_after: Duration,
 }
 
+impl QuotaExceeded {
+    /// Whole seconds until a slot frees, rounded up: retrying then succeeds.
+    pub fn retry_secs(&self) -> u64 {
+        let d = self.retry_after;
+        d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    }
+}
+
 impl std::error::Error for QuotaExceeded {}
 
 impl std::fmt::Display for QuotaExceeded {
@@ -48,7 +56,7 @@ impl std::fmt::Display for QuotaExceeded {
             f,
             "test SMS quota used up ({}); nothing was sent; retry in {} s",
             what.join("; "),
-            self.retry_after.as_secs().max(1)
+            self.retry_secs()
         )
     }
 }
