@@ -425,3 +425,25 @@ async fn forged_and_foreign_page_tokens_are_invalid_argument() {
     still_serving(&mut client, "after-tokens").await;
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_oversized_owner_gets_a_clear_status_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(common::config(dir.path())).await;
+    let mut c = server.client().await;
+    let huge = common::add_request(&"o".repeat(100 * 1024), "prod", common::token_credential());
+    let err = c.add(huge).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{}", err.message());
+    assert!(
+        err.message().contains("larger than the limit"),
+        "{}",
+        err.message()
+    );
+    c.add(common::add_request(
+        "acme",
+        "prod",
+        common::token_credential(),
+    ))
+    .await
+    .unwrap();
+}

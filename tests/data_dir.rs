@@ -41,21 +41,18 @@ fn assert_private(dir: &Path) {
     );
 }
 
+/// One credential stored through the running binary.
+async fn add_one(server: &ChildServer) {
+    let add = common::add_request("acme", "prod", common::token_credential());
+    server.client().await.add(add).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_in_the_data_dir_is_readable_by_others() {
     let root = tempfile::tempdir().unwrap();
     let data = child::data_dir(root.path());
     let mut server = ChildServer::start(&data);
-    server
-        .client()
-        .await
-        .add(common::add_request(
-            "acme",
-            "prod",
-            common::token_credential(),
-        ))
-        .await
-        .unwrap();
+    add_one(&server).await;
     assert_eq!(mode(&data), 0o700);
     assert_private(&data);
     server.kill9();
@@ -84,16 +81,7 @@ async fn a_crash_during_the_first_start_does_not_brick_the_data_dir() {
     assert!(data.join("db").exists() && data.join("conf").exists());
 
     let server = ChildServer::start(&data);
-    server
-        .client()
-        .await
-        .add(common::add_request(
-            "acme",
-            "prod",
-            common::token_credential(),
-        ))
-        .await
-        .unwrap();
+    add_one(&server).await;
 }
 
 /// Credentials without a canary are damage (the canary went missing), whatever the marker says.
@@ -102,16 +90,7 @@ async fn records_without_a_canary_are_refused() {
     let root = tempfile::tempdir().unwrap();
     let data = child::data_dir(root.path());
     let mut server = ChildServer::start(&data);
-    server
-        .client()
-        .await
-        .add(common::add_request(
-            "acme",
-            "prod",
-            common::token_credential(),
-        ))
-        .await
-        .unwrap();
+    add_one(&server).await;
     server.sigterm();
     assert!(tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(15))).is_some());
 

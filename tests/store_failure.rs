@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -21,29 +20,7 @@ use tonic_health::pb::{health_check_response::ServingStatus, health_client::Heal
 
 /// This binary's log lines, for the fail-stop message.
 fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("info")
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .init();
-        logs
-    })
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    log_capture::captured("info")
 }
 
 /// A server over a store the test keeps a handle to, for its fault injection.
@@ -166,7 +143,7 @@ async fn after_a_failed_fsync_no_write_is_acknowledged_and_health_says_not_servi
         .unwrap()
         .into_inner();
     assert_eq!(got.password, AUTH_TOKEN);
-    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    let logs = log_capture::text(logs());
     assert!(
         logs.contains("no further write will be acknowledged") && logs.contains("Restart"),
         "no log line says why and what to do:\n{logs}"

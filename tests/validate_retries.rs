@@ -129,7 +129,7 @@ async fn secrets_never_reach_the_logs() {
         .unwrap_err();
     no_secret(err.message());
 
-    let logs = String::from_utf8_lossy(&logs().lock().unwrap()).into_owned();
+    let logs = logs_text();
     assert!(
         logs.contains("Twilio call not answered; retrying"),
         "logs not captured"

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
@@ -48,29 +48,7 @@ pub async fn env() -> Env {
 /// Every test of this binary logs at TRACE (every crate: reqwest, hyper, axum, tonic) into one
 /// buffer, which `secrets_never_reach_the_logs` searches.
 pub fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("trace")
-            .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
-            .init();
-        logs
-    })
-}
-
-pub struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    log_capture::captured("trace")
 }
 
 pub async fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
@@ -208,7 +186,7 @@ pub fn add_validated(label: &str, cred: pb::TwilioCredential, to: &str) -> pb::A
 
 /// Everything this test binary logged so far.
 pub fn logs_text() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+    log_capture::text(logs())
 }
 
 /// The google.rpc.ErrorInfo reason of a status, if it has one.
