@@ -126,13 +126,7 @@ async fn a_result_never_lands_on_a_credential_added_after_a_delete() {
     // Version 1 is being checked at Twilio: delete it and add another credential under the
     // label. The newcomer is version 1 too, and Twilio never saw it.
     arrived.notified().await;
-    env.client
-        .delete(pb::DeleteRequest {
-            owner: OWNER.into(),
-            label: "prod".into(),
-        })
-        .await
-        .unwrap();
+    env.delete("prod").await;
     let newcomer = env.add("prod", api_key_credential()).await;
     assert_eq!(newcomer.version, 1);
     release.notify_one();
@@ -182,13 +176,7 @@ async fn past_the_queue_validations_are_refused_at_once_and_waiting_ones_hold_no
 
     // The waiting validation has not read its credential yet: deleted now, it is NOT_FOUND
     // when its turn comes, and never reaches Twilio.
-    env.client
-        .delete(pb::DeleteRequest {
-            owner: OWNER.into(),
-            label: "b".into(),
-        })
-        .await
-        .unwrap();
+    env.delete("b").await;
     release.notify_one();
     assert!(
         running

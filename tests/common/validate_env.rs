@@ -82,6 +82,14 @@ impl Env {
         reply.into_inner().credential.unwrap()
     }
 
+    pub async fn delete(&mut self, label: &str) {
+        let req = pb::DeleteRequest {
+            owner: OWNER.into(),
+            label: label.into(),
+        };
+        self.client.delete(req).await.unwrap();
+    }
+
     pub async fn validate(
         &mut self,
         label: &str,
