@@ -80,9 +80,13 @@ pub async fn follow_store_health(
     mut store: tokio::sync::watch::Receiver<Health>,
     health: HealthReporter,
 ) {
-    while store.changed().await.is_ok() {
+    loop {
+        // The current value first: the store may have failed before this task started.
         if matches!(*store.borrow_and_update(), Health::Failed(_)) {
             set_not_serving(&health).await;
+        }
+        if store.changed().await.is_err() {
+            return;
         }
     }
 }
