@@ -15,7 +15,8 @@ else
 fi
 
 # `startup` spawns target/release/credvault: make sure it is the current one.
-cargo build --release --bins "${features[@]}"
+cargo build --release --bins
+cargo build --release -p credvault-bench "${features[@]}"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 "${CARGO_TARGET_DIR:-target}"/release/credvault-bench all --smoke | tee "$out"

@@ -29,7 +29,7 @@ fn server_command() -> Result<(Command, String), String> {
         return Ok((Command::new(sibling), shown));
     }
     eprintln!(
-        "notice: {} not found (build it with `cargo build --release --bins`); \
+        "notice: {} not found (build it with `cargo build --release`); \
          measuring credvault::serve in a child of this binary instead",
         sibling.display()
     );

@@ -22,7 +22,7 @@ mod without_etcd {
         pub async fn start() -> Option<Etcd> {
             eprintln!(
                 "notice: etcd rows skipped: built without the etcd-bench feature \
-                 (cargo run --release --features etcd-bench --bin credvault-bench; needs protoc)"
+                 (cargo run --release -p credvault-bench --features etcd-bench; needs protoc)"
             );
             None
         }

@@ -5,7 +5,7 @@
 //! seconds, and prints RPS, p50, p99, p99.9 and errors. `all` runs every scenario side by side,
 //! interleaved round by round, and prints the ratios the issue sets as targets.
 //!
-//! `cargo run --release --bin credvault-bench -- all` (add `--features etcd-bench` for etcd).
+//! `cargo run --release -p credvault-bench -- all` (add `--features etcd-bench` for etcd).
 #![forbid(unsafe_code)]
 
 #[path = "credvault-bench/args.rs"]

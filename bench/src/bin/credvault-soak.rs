@@ -3,7 +3,7 @@
 //! or `--minutes`, whichever comes first.
 //!
 //! ```text
-//! cargo run --release --bin credvault-soak -- --minutes 5 --requests 5000000
+//! cargo run --release -p credvault-bench --bin credvault-soak -- --minutes 5 --requests 5000000
 //! ```
 //! Without `--addr` it starts its own server in-process (`credvault::serve` on 127.0.0.1:0 over
 //! a temporary data dir, removed afterwards) and reads VmRSS from /proc/self/status; with
