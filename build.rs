@@ -15,6 +15,7 @@ const SECRET_MESSAGES: &[&str] = &[
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The compile_fds path prints no rerun-if-changed of its own.
     println!("cargo:rerun-if-changed=proto");
+    git_commit();
 
     let mut compiler = protox::Compiler::new(["proto"])?;
     // Imports included so reflection can describe google.protobuf.Timestamp.
@@ -32,4 +33,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_debug(SECRET_MESSAGES)
         .compile_fds(compiler.file_descriptor_set())?;
     Ok(())
+}
+
+/// `CREDVAULT_GIT_COMMIT`: the commit the binary is built from, when built from a git checkout
+/// (`credvault --version`, the start-up log line). Absent otherwise.
+fn git_commit() {
+    for watched in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+        println!("cargo:rerun-if-changed={watched}");
+    }
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output();
+    if let Some(out) = out.ok().filter(|o| o.status.success()) {
+        let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if !commit.is_empty() {
+            println!("cargo:rustc-env=CREDVAULT_GIT_COMMIT={commit}");
+        }
+    }
 }

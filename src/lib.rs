@@ -24,6 +24,17 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use config::Config;
+
+/// The crate version and, when built from a git checkout, the commit: "0.1.0 (commit 1a2b3c4d5e6f)".
+pub const VERSION: &str = match option_env!("CREDVAULT_GIT_COMMIT") {
+    Some(_) => concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("CREDVAULT_GIT_COMMIT"),
+        ")"
+    ),
+    None => env!("CARGO_PKG_VERSION"),
+};
 use crypto::{Cipher, KeyFileError};
 use store::{SledStore, StoreError};
 use vault::{OpenError, Vault};
@@ -116,6 +127,7 @@ pub async fn run(
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),
+        version = VERSION,
         "credvault serving"
     );
     let shutdown = async move {
