@@ -135,7 +135,14 @@ pub async fn run(
         tracing::info!("shutting down: draining in-flight requests");
         grpc::set_not_serving(&health).await;
     };
-    let served = transport::serve(listener, routes, &config.limits, shutdown).await;
+    let served = transport::serve(
+        listener,
+        routes,
+        &config.limits,
+        grpc::is_hot_read,
+        shutdown,
+    )
+    .await;
     follow.abort();
     served?;
     vault.flush().await?;

@@ -144,3 +144,113 @@ fn json_logs_are_one_object_per_line() {
         .as_str()
         .is_some_and(|a| a.starts_with("127.0.0.1:")));
 }
+
+#[path = "common/child.rs"]
+mod child;
+mod common;
+
+/// Every line of a request carries its id (the caller's `x-request-id`, or one made by the
+/// server), the reply echoes it, and a write ends with one INFO line naming RPC, owner, label,
+/// peer, code and duration. Reads stay at DEBUG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_logged_and_echoed_and_writes_log_one_line_each() {
+    let root = tempfile::tempdir().unwrap();
+    let launch = child::Launch {
+        env: vec![("CREDVAULT_LOG_FORMAT".into(), "json".into())],
+        ..Default::default()
+    };
+    let server = child::ChildServer::start_with(&child::data_dir(root.path()), &launch);
+    let mut client = server.client().await;
+    let mut add = tonic::Request::new(common::add_request(
+        "acme",
+        "prod",
+        common::token_credential(),
+    ));
+    add.metadata_mut()
+        .insert("x-request-id", "req-abc-123".parse().unwrap());
+    let reply = client.add(add).await.unwrap();
+    assert_eq!(reply.metadata().get("x-request-id").unwrap(), "req-abc-123");
+    // An error reply echoes it too, and a request without one gets one made up.
+    let err = client
+        .add(common::add_request(
+            "acme",
+            "prod",
+            common::token_credential(),
+        ))
+        .await
+        .unwrap_err();
+    let made = err
+        .metadata()
+        .get("x-request-id")
+        .expect("an id is made up");
+    assert!(!made.is_empty() && made != "req-abc-123");
+    client
+        .resolve(common::resolve_request("acme", "prod"))
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines: Vec<serde_json::Value> = loop {
+        let lines: Vec<serde_json::Value> = server
+            .log()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let dones = lines
+            .iter()
+            .filter(|v| v["fields"]["message"] == "rpc done")
+            .count();
+        if dones >= 2 || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let of = |id: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|v| v["span"]["request_id"] == id)
+            .collect()
+    };
+    let first = of("req-abc-123");
+    assert!(
+        first
+            .iter()
+            .any(|v| v["fields"]["message"] == "credential stored"),
+        "{first:?}"
+    );
+    let done = first
+        .iter()
+        .find(|v| v["fields"]["message"] == "rpc done")
+        .unwrap_or_else(|| panic!("no completion line: {first:?}"));
+    assert_eq!(done["level"], "INFO");
+    assert_eq!(done["span"]["rpc"], "/credvault.v1.CredentialVault/Add");
+    assert_eq!(
+        (
+            done["span"]["owner"].as_str(),
+            done["span"]["label"].as_str()
+        ),
+        (Some("acme"), Some("prod"))
+    );
+    assert!(
+        done["span"]["peer"]
+            .as_str()
+            .is_some_and(|p| p.contains("127.0.0.1")),
+        "{done}"
+    );
+    assert_eq!(done["fields"]["code"], "Ok");
+    assert!(done["fields"]["elapsed_ms"].is_number());
+    let second = of(made.to_str().unwrap());
+    assert!(
+        second
+            .iter()
+            .any(|v| v["fields"]["message"] == "rpc done" && v["fields"]["code"] == "AlreadyExists"),
+        "{second:?}"
+    );
+    // The Resolve (a hot read) logged nothing at INFO.
+    assert!(
+        !lines
+            .iter()
+            .any(|v| v["span"]["rpc"] == "/credvault.v1.CredentialVault/Resolve"),
+        "a read logged at INFO"
+    );
+}

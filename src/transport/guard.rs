@@ -15,11 +15,18 @@ use tonic::body::Body;
 use tonic::Status;
 use tower::{Layer, Service};
 
+use tracing::Instrument;
+
 use super::conn::ConnInfo;
 use super::limit::{LimitedRequest, Oversized};
+use super::request_id::{self, RequestIds};
 
 #[derive(Clone)]
 pub struct GuardLayer {
+    pub request_ids: Arc<RequestIds>,
+    /// Whether a method is a hot read (Resolve, List, health, reflection): its span and
+    /// completion line are DEBUG, so they cost nothing at the default `info`.
+    pub quiet: fn(&str) -> bool,
     pub in_flight: Arc<Semaphore>,
     pub max_in_flight: usize,
     pub deadline: Duration,
@@ -65,9 +72,27 @@ where
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        if let Some(conn) = req.extensions().get::<ConnInfo>() {
+        let conn = req.extensions().get::<ConnInfo>();
+        if let Some(conn) = conn {
             conn.saw_request();
         }
+        let peer = conn.map(|c| c.peer);
+        let mut id = self.cfg.request_ids.of(req.headers());
+        // Unique per reply: HPACK would add each one to both sides' dynamic tables (and evict
+        // useful entries) for nothing. Never-indexed literals skip the tables.
+        id.set_sensitive(true);
+        let quiet = (self.cfg.quiet)(req.uri().path());
+        // One span per RPC: every line the RPC logs carries its id and peer; handlers record
+        // owner and label into it.
+        let span = {
+            let (rpc, request_id) = (req.uri().path(), id.to_str().unwrap_or(""));
+            let (owner, label) = (tracing::field::Empty, tracing::field::Empty);
+            if quiet {
+                tracing::debug_span!("rpc", rpc, request_id, peer = ?peer, owner, label)
+            } else {
+                tracing::info_span!("rpc", rpc, request_id, peer = ?peer, owner, label)
+            }
+        };
         // Shed at once rather than queue: a caller told RESOURCE_EXHAUSTED can back off or go
         // to another instance; one that waits ties up a stream and memory here.
         let Ok(permit) = self.cfg.in_flight.clone().try_acquire_owned() else {
@@ -75,7 +100,9 @@ where
                 "the server is serving its limit of {} RPCs at once; retry with backoff",
                 self.cfg.max_in_flight
             ));
-            return Box::pin(std::future::ready(Ok(status.into_http())));
+            let mut response = status.into_http();
+            response.headers_mut().insert(request_id::HEADER, id);
+            return Box::pin(std::future::ready(Ok(response)));
         };
         let oversized = Oversized::default();
         let req = req.map(|body| {
@@ -89,7 +116,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (deadline, kill) = (self.cfg.deadline, self.cfg.kill.clone());
-        Box::pin(async move {
+        let started = std::time::Instant::now();
+        let work = async move {
             let _permit = permit;
             let call = tokio::time::timeout(deadline, inner.call(req));
             let response = match until_killed(call, &kill).await {
@@ -102,8 +130,12 @@ where
                 // The shutdown deadline passed: the handler is dropped, whatever it was doing.
                 None => Status::unavailable("the server is shutting down; retry").into_http(),
             };
-            Ok(oversized.apply(response))
-        })
+            let mut response = oversized.apply(response);
+            done(&response, started, quiet);
+            response.headers_mut().insert(request_id::HEADER, id);
+            Ok(response)
+        };
+        Box::pin(work.instrument(span))
     }
 }
 
@@ -129,4 +161,21 @@ async fn until_killed<F: Future>(fut: F, kill: &CancellationToken) -> Option<F::
         Poll::Pending
     })
     .await
+}
+
+/// The RPC's completion line: its code and duration (in its span, with id, peer, owner, label).
+/// An error's code is in the headers (a trailers-only reply); a unary reply without one is OK.
+fn done(response: &http::Response<Body>, started: std::time::Instant, quiet: bool) {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if quiet {
+        tracing::debug!(code = ?code, elapsed_ms, "rpc done");
+    } else {
+        tracing::info!(code = ?code, elapsed_ms, "rpc done");
+    }
 }

@@ -5,11 +5,13 @@
 //! - `conn`: one connection (handshake deadline, kill switch).
 //! - `guard`: per RPC (in-flight cap with load shedding, server deadline, size limit).
 //! - `limit`: the size limit, as RESOURCE_EXHAUSTED for every service.
+//! - `request_id`: the id every log line of a request carries, echoed in `x-request-id`.
 
 mod accept;
 mod conn;
 mod guard;
 mod limit;
+mod request_id;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,10 +32,13 @@ const AFTER_KILL: Duration = Duration::from_secs(1);
 
 /// Serves `routes` on `listener` until `shutdown` completes, then drains for at most
 /// `limits.shutdown_timeout`; what is left after that is cancelled.
+///
+/// `quiet(path)` says which methods are hot reads, logged at DEBUG instead of INFO.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     limits: &Limits,
+    quiet: fn(&str) -> bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let kill = CancellationToken::new();
@@ -43,6 +48,8 @@ pub async fn serve(
         let _ = draining_tx.send(());
     };
     let guard = guard::GuardLayer {
+        request_ids: Arc::new(request_id::RequestIds::new()),
+        quiet,
         in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
         max_in_flight: limits.max_in_flight,
         deadline: limits.rpc_timeout,

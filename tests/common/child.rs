@@ -186,13 +186,18 @@ impl Drop for ChildServer {
     }
 }
 
-/// The address in the "credvault serving addr=..." log line.
+/// The address in the "credvault serving" log line: `addr=...` in text, `"addr":"..."` in JSON.
 fn serving_addr(line: &str) -> Option<SocketAddr> {
     if !line.contains("credvault serving") {
         return None;
     }
-    let rest = &line[line.find("addr=")? + 5..];
-    let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
+    let (start, stop): (&str, &[char]) = if line.contains("\"addr\":\"") {
+        ("\"addr\":\"", &['"'])
+    } else {
+        ("addr=", &[' ', '\t'])
+    };
+    let rest = &line[line.find(start)? + start.len()..];
+    let end = rest.find(stop).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
