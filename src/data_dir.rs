@@ -20,13 +20,20 @@ pub struct DataDirError {
     pub source: io::Error,
 }
 
+impl DataDirError {
+    /// The error constructor for I/O on `dir`.
+    fn at(dir: &Path) -> impl Fn(io::Error) -> DataDirError + Copy + '_ {
+        move |source| DataDirError {
+            path: dir.to_owned(),
+            source,
+        }
+    }
+}
+
 /// Creates `dir` (mode 0700, every new level synced into its parent) or, when it exists, makes
 /// sure that only its owner can enter it.
 pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
-    let err = |source| DataDirError {
-        path: dir.to_owned(),
-        source,
-    };
+    let err = DataDirError::at(dir);
     match fs::metadata(dir) {
         Ok(meta) if !meta.is_dir() => Err(err(io::Error::other("exists but is not a directory"))),
         Ok(_) => tighten(dir, 0o700).map_err(err),
@@ -83,10 +90,7 @@ fn tighten(path: &Path, mode: u32) -> io::Result<()> {
 /// owner: files 0600, directories 0700. sled creates its files with the process umask (0644 by
 /// default); the dir itself is 0700 already, this is the second wall.
 pub fn tighten_entries(dir: &Path) -> Result<(), DataDirError> {
-    let err = |source| DataDirError {
-        path: dir.to_owned(),
-        source,
-    };
+    let err = DataDirError::at(dir);
     for entry in fs::read_dir(dir).map_err(err)? {
         let entry = entry.map_err(err)?;
         let kind = entry.file_type().map_err(err)?;
@@ -107,10 +111,7 @@ pub fn is_initialized(dir: &Path) -> bool {
 
 /// Records that the first start completed (the canary is durable), durably.
 pub fn mark_initialized(dir: &Path) -> Result<(), DataDirError> {
-    let err = |source| DataDirError {
-        path: dir.to_owned(),
-        source,
-    };
+    let err = DataDirError::at(dir);
     if is_initialized(dir) {
         return Ok(());
     }

@@ -272,26 +272,21 @@ pub(super) async fn test_message(
     // A 4xx: Twilio did not create the message.
     let body = ApiErrorBody::parse(&reply.body);
     if let Some(code) = body.code.filter(|c| errors::RECIPIENT_CODES.contains(c)) {
-        let mut reason = errors::explain(code)
-            .unwrap_or("Twilio refused it")
-            .to_owned();
-        if let Some(msg) = body.message_text() {
-            reason = format!("{reason} (Twilio {code}: {msg})");
-        }
+        let reason = errors::explain(code).unwrap_or("Twilio refused it");
         return Err(TwilioError::RecipientRejected {
             code,
-            reason: scrub(reason),
+            reason: scrub(with_twilio_message(reason.to_owned(), &body)),
         });
     }
     let is_sender_code = body.code.is_some_and(|c| errors::SENDER_CODES.contains(&c));
     if is_sender_code && reply.status == StatusCode::BAD_REQUEST {
-        let mut outcome = rejection(Step::TestMessage, &reply, |code, status| {
+        let mut outcome = rejection(Step::TestMessage, status, &body, |code, status| {
             generic(CALL, code, status)
         });
         outcome.reason = scrub(outcome.reason);
         return Ok(outcome);
     }
-    let mut outcome = refused(CALL, Step::TestMessage, &reply, |code, status| {
+    let mut outcome = refused_with(CALL, Step::TestMessage, status, &body, |code, status| {
         if lacks_permission(code, status) {
             "the credential lacks permission to send messages".into()
         } else {
@@ -346,44 +341,58 @@ fn refused(
     reply: &Reply,
     explain: impl FnOnce(i32, u16) -> String,
 ) -> Result<Outcome, TwilioError> {
-    let is_twilio_error = ApiErrorBody::parse(&reply.body).code.is_some();
-    if is_twilio_error && matches!(reply.status.as_u16(), 401 | 403 | 404) {
-        return Ok(rejection(step, reply, explain));
-    }
-    let what = if is_twilio_error {
-        "a Twilio error that says nothing about the credential"
-    } else {
-        "not a Twilio error body (a proxy, or a wrong base URL?)"
+    let body = ApiErrorBody::parse(&reply.body);
+    refused_with(call, step, reply.status.as_u16(), &body, explain)
+}
+
+/// [`refused`] over an error body already parsed.
+fn refused_with(
+    call: &'static str,
+    step: Step,
+    status: u16,
+    body: &ApiErrorBody,
+    explain: impl FnOnce(i32, u16) -> String,
+) -> Result<Outcome, TwilioError> {
+    let detail = match body.code {
+        Some(_) if matches!(status, 401 | 403 | 404) => {
+            return Ok(rejection(step, status, body, explain))
+        }
+        Some(code) => {
+            format!("a Twilio error that says nothing about the credential (code {code})")
+        }
+        None => "not a Twilio error body (a proxy, or a wrong base URL?)".into(),
     };
     Err(TwilioError::Unexpected {
         call,
-        status: reply.status.as_u16(),
-        detail: match ApiErrorBody::parse(&reply.body) {
-            ApiErrorBody {
-                code: Some(code), ..
-            } => format!("{what} (code {code})"),
-            _ => what.into(),
-        },
+        status,
+        detail,
     })
 }
 
 /// A rejecting outcome: `explain(code, status)` gives the reason for this step, and Twilio's own
 /// message (bounded) is appended.
-fn rejection(step: Step, reply: &Reply, explain: impl FnOnce(i32, u16) -> String) -> Outcome {
-    let body = ApiErrorBody::parse(&reply.body);
+fn rejection(
+    step: Step,
+    status: u16,
+    body: &ApiErrorBody,
+    explain: impl FnOnce(i32, u16) -> String,
+) -> Outcome {
     let code = body.code.unwrap_or(0);
-    let status = reply.status.as_u16();
-    let mut reason = explain(code, status);
-    if let Some(msg) = body.message_text() {
-        reason = format!("{reason} (Twilio {code}: {msg})");
-    }
     Outcome {
         valid: false,
         step,
         http_status: status,
         twilio_error_code: code,
-        reason,
+        reason: with_twilio_message(explain(code, status), body),
         message_sid: None,
+    }
+}
+
+/// `reason`, followed by Twilio's code and its own (bounded) message when it gave one.
+fn with_twilio_message(reason: String, body: &ApiErrorBody) -> String {
+    match body.message_text() {
+        Some(msg) => format!("{reason} (Twilio {}: {msg})", body.code.unwrap_or(0)),
+        None => reason,
     }
 }
 
