@@ -107,7 +107,10 @@ async fn after_a_failed_fsync_no_write_is_acknowledged_and_health_says_not_servi
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
-    assert!(err.message().contains("restarted"), "{err:?}");
+    assert!(
+        err.message().contains("until credvault is restarted"),
+        "{err:?}"
+    );
     let mut replace = add_request("acme", "before", api_key_credential());
     replace.replace = true;
     assert_eq!(c.add(replace).await.unwrap_err().code(), Code::Unavailable);

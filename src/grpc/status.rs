@@ -53,7 +53,8 @@ impl From<VaultError> for Status {
             }
             // Logged once, with the cause, by the store.
             VaultError::Store(crate::store::StoreError::Failed(_)) => Status::unavailable(
-                "the vault's store failed to make a write durable and takes no writes until                  credvault is restarted; retry against a healthy instance",
+                "the vault's store failed to make a write durable and takes no writes until \
+                 credvault is restarted; retry against a healthy instance",
             ),
             VaultError::Store(_) | VaultError::Crypto(_) => {
                 tracing::error!(error = %err, "internal error");
