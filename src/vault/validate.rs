@@ -75,14 +75,14 @@ impl Validator {
         label: &Label,
         test: Option<&TestMessage>,
     ) -> Result<Validated, ValidateError> {
-        let started = Instant::now();
+        let deadline = Instant::now() + self.budget;
         let reserved = self.reserve(owner, label, test)?;
-        let turn = self.turn(started).await?;
+        let turn = self.turn(deadline).await?;
         // Decrypted only once it is this call's turn: a waiting call holds no secret.
         let resolved = self.vault.resolve(owner, label, false).await?;
         let (version, write_id) = (resolved.version, resolved.write_id);
         let outcome = self
-            .ask(&resolved.credential, test, reserved, started)
+            .ask(&resolved.credential, test, reserved, deadline)
             .await;
         drop((resolved, turn));
         let outcome = outcome?;
@@ -124,10 +124,10 @@ impl Validator {
                 Err(e) => return Err(e.into()),
             }
         }
-        let started = Instant::now();
+        let deadline = Instant::now() + self.budget;
         let reserved = self.reserve(owner, label, test)?;
-        let turn = self.turn(started).await?;
-        let outcome = self.ask(cred, test, reserved, started).await;
+        let turn = self.turn(deadline).await?;
+        let outcome = self.ask(cred, test, reserved, deadline).await;
         drop(turn);
         let outcome = outcome?;
         if !outcome.valid {
@@ -160,8 +160,8 @@ impl Validator {
         }
     }
 
-    async fn turn(&self, started: Instant) -> Result<Turn, ValidateError> {
-        match timeout_at(started + self.budget, self.admission.enter()).await {
+    async fn turn(&self, deadline: Instant) -> Result<Turn, ValidateError> {
+        match timeout_at(deadline, self.admission.enter()).await {
             Ok(Ok(turn)) => Ok(turn),
             Ok(Err(full)) => Err(ValidateError::QueueFull(full)),
             Err(_) => Err(ValidateError::OutOfTime(self.budget)),
@@ -174,9 +174,9 @@ impl Validator {
         cred: &Credential,
         test: Option<&TestMessage>,
         reserved: Option<Reservation<'_>>,
-        started: Instant,
+        deadline: Instant,
     ) -> Result<Outcome, ValidateError> {
-        let checked = timeout_at(started + self.budget, self.twilio.check(cred))
+        let checked = timeout_at(deadline, self.twilio.check(cred))
             .await
             .map_err(|_| ValidateError::OutOfTime(self.budget))??;
         let (Some(test), Some(reserved), true) = (test, reserved, checked.valid) else {
