@@ -42,11 +42,27 @@ pub struct Conn {
     handshake: Option<Pin<Box<Sleep>>>,
     kill: CancellationToken,
     /// Registered with `kill` for the waker of the task that reads this connection, so a
-    /// cancellation wakes an idle connection. Polled again only when that waker changes: polling
-    /// it takes the token's lock, which every connection shares, on every read.
+    /// cancellation wakes an idle connection (see `Registered`).
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
-    registered: Option<Waker>,
+    registered: Registered,
     _slot: OwnedSemaphorePermit,
+}
+
+/// The waker a cancellation future was last polled with. Polling the server's kill token takes a
+/// lock that every connection and RPC shares, so it is polled only to (re)register a waker; in
+/// between, `CancellationToken::is_cancelled` (an atomic load) is enough.
+#[derive(Default)]
+pub(super) struct Registered(Option<Waker>);
+
+impl Registered {
+    /// Whether the cancellation future must be polled now: `cx`'s waker is not the one it holds.
+    pub(super) fn needs_poll(&mut self, cx: &Context<'_>) -> bool {
+        if self.0.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return false;
+        }
+        self.0 = Some(cx.waker().clone());
+        true
+    }
 }
 
 impl Conn {
@@ -66,19 +82,14 @@ impl Conn {
             handshake: Some(Box::pin(tokio::time::sleep(handshake_timeout))),
             killed: Box::pin(kill.clone().cancelled_owned()),
             kill,
-            registered: None,
+            registered: Registered::default(),
             _slot: slot,
         }
     }
 
     /// `Err` once the server killed the connection (its shutdown deadline passed).
     fn check_killed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let same_waker = self
-            .registered
-            .as_ref()
-            .is_some_and(|w| w.will_wake(cx.waker()));
-        if !same_waker {
-            self.registered = Some(cx.waker().clone());
+        if self.registered.needs_poll(cx) {
             // Ready only if already cancelled; otherwise the waker is now registered.
             let _ = self.killed.as_mut().poll(cx);
         }

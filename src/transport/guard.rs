@@ -17,7 +17,7 @@ use tower::{Layer, Service};
 
 use tracing::Instrument;
 
-use super::conn::ConnInfo;
+use super::conn::{ConnInfo, Registered};
 use super::limit::{LimitedRequest, Oversized};
 use super::request_id::{self, RequestIds};
 
@@ -139,23 +139,18 @@ where
     }
 }
 
-/// `fut`'s output, or `None` once `kill` is cancelled. The token's waiter list is shared by every
-/// RPC and each poll of its future takes its lock, so it is polled to register this task's waker
-/// only once (again only if the waker changes); later polls check the flag alone.
+/// `fut`'s output, or `None` once `kill` is cancelled. The token's future is polled only to
+/// register this task's waker (`Registered`); later polls check the flag alone.
 async fn until_killed<F: Future>(fut: F, kill: &CancellationToken) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
     let mut killed = std::pin::pin!(kill.cancelled());
-    let mut registered: Option<std::task::Waker> = None;
+    let mut registered = Registered::default();
     std::future::poll_fn(|cx| {
         if let Poll::Ready(out) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(out));
         }
-        if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            registered = Some(cx.waker().clone());
-            if killed.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-        } else if kill.is_cancelled() {
+        let newly_killed = registered.needs_poll(cx) && killed.as_mut().poll(cx).is_ready();
+        if newly_killed || kill.is_cancelled() {
             return Poll::Ready(None);
         }
         Poll::Pending
