@@ -53,8 +53,20 @@ fn help_and_version_print_and_exit_0_without_touching_the_disk() {
     );
     // Built from this git checkout: the commit is named.
     assert!(version.contains("(commit "), "{version}");
-    let help = String::from_utf8(run(cwd.path(), &["serve", "--help"]).stdout).unwrap();
-    assert!(help.contains("Example:"), "{help}");
+    for command in [
+        &["serve"][..],
+        &["config", "check"],
+        &["add"],
+        &["list"],
+        &["validate"],
+        &["resolve"],
+        &["delete"],
+        &["health"],
+    ] {
+        let args = [command, &["--help"]].concat();
+        let help = String::from_utf8(run(cwd.path(), &args).stdout).unwrap();
+        assert!(help.contains("Example"), "{args:?} has no example:\n{help}");
+    }
 }
 
 #[test]

@@ -3,17 +3,27 @@
 
 use std::io::IsTerminal;
 
+use credvault::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+/// The server's subscriber; the filter is `RUST_LOG` (default `info`).
+pub fn init(format: LogFormat) {
+    install(format, "info");
 }
 
-/// Installs the process's subscriber; the filter is `RUST_LOG` (default `info`).
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// A client command's: only warnings and errors, unless `RUST_LOG` says otherwise; its results go
+/// to stdout, its own errors are printed, not logged.
+pub fn init_client(format: Option<&str>) {
+    let format = match format {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    install(format, "warn");
+}
+
+fn install(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

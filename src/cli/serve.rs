@@ -2,52 +2,81 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
+use credvault::config::{Loaded, Sources};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-/// Flags override the `CREDVAULT_*` environment.
+use super::exit::Exit;
+use super::logs;
+
+/// Flags override the config file and the `CREDVAULT_*` environment.
 #[derive(Debug, Default, clap::Args)]
 pub struct ServeArgs {
-    /// gRPC listen address [env: CREDVAULT_LISTEN; default: 127.0.0.1:50051]
+    /// TOML config file [env: CREDVAULT_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address [env: CREDVAULT_LISTEN; file: server.listen; default: 127.0.0.1:50051]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Data dir (the store and, by default, the master key) [env: CREDVAULT_DATA_DIR; default:
-    /// ./credvault-data]
+    /// Data dir (the store and, by default, the master key) [env: CREDVAULT_DATA_DIR; file:
+    /// store.data_dir; default: ./credvault-data]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 }
 
-pub async fn run(args: ServeArgs) -> ExitCode {
+/// The settings `credvault serve` would run with (also what `config check` shows).
+pub fn load(
+    args: ServeArgs,
+    log_format: Option<String>,
+) -> Result<Loaded, credvault::config::ConfigError> {
+    let mut sources = Sources::from_process(args.config);
+    if let Some(listen) = args.listen {
+        sources.flags.push(("server.listen", listen.to_string()));
+    }
+    if let Some(dir) = args.data_dir {
+        sources
+            .flags
+            .push(("store.data_dir", dir.display().to_string()));
+    }
+    if let Some(format) = log_format {
+        sources.flags.push(("log.format", format));
+    }
+    sources.load()
+}
+
+pub async fn run(args: ServeArgs, log_format: Option<String>) -> Exit {
+    let loaded = match load(args, log_format) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            // Logging is configured by the config that just failed: say it plainly.
+            eprintln!("credvault: {e}");
+            return Exit::Usage;
+        }
+    };
+    logs::init(loaded.config.log_format);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = loaded.config;
     if let Err(e) = credvault::process::harden() {
         return fail(&format!(
             "cannot harden the process (core dumps, ptrace): {e}"
         ));
-    }
-    let mut config = match credvault::Config::from_env() {
-        Ok(config) => config,
-        Err(e) => return fail(&e),
-    };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
     }
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("cannot listen on {}: {e}", config.listen)),
     };
     match credvault::serve(listener, config, shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Ok,
         Err(e) => fail(&e),
     }
 }
 
-fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+fn fail(e: &dyn std::fmt::Display) -> Exit {
     tracing::error!("{e}");
-    ExitCode::FAILURE
+    Exit::Failure
 }
 
 async fn shutdown_signal() {

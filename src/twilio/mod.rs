@@ -62,8 +62,11 @@ pub struct TwilioClient {
 impl TwilioClient {
     pub fn new(cfg: &TwilioConfig) -> Result<Self, BuildError> {
         for (var, base) in [
-            ("CREDVAULT_TWILIO_API_BASE", &cfg.api_base),
-            ("CREDVAULT_TWILIO_MESSAGING_BASE", &cfg.messaging_base),
+            ("twilio.api_base (CREDVAULT_TWILIO_API_BASE)", &cfg.api_base),
+            (
+                "twilio.messaging_base (CREDVAULT_TWILIO_MESSAGING_BASE)",
+                &cfg.messaging_base,
+            ),
         ] {
             check_base(var, base)?;
         }

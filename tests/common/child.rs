@@ -31,6 +31,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// RLIMIT_NOFILE of the child.
     pub fd_limit: Option<u32>,
+    /// Command-line arguments (flags of the default `serve`).
+    pub args: Vec<String>,
 }
 
 /// A start that did not reach "credvault serving".
@@ -74,7 +76,7 @@ impl ChildServer {
             // Through the shell's ulimit: the tests keep `unsafe` (setrlimit in pre_exec) out.
             Some(n) => {
                 let mut c = Command::new("sh");
-                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\""), bin]);
+                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
                 c
             }
             None => Command::new(bin),
@@ -87,6 +89,7 @@ impl ChildServer {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        command.args(&launch.args);
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,6 +1,14 @@
-//! Configuration, read from `CREDVAULT_*` variables through an injected source so tests never
-//! touch the process environment. Defaults make `cargo run --release` a working vault on loopback;
-//! README.md ("Configuration") says why each limit has the default it has.
+//! Configuration: defaults < a TOML file < `CREDVAULT_*` variables < flags. `settings` names
+//! every setting once (file key, variable, parser); `file` reads the TOML; `load` layers the
+//! sources. Sources are injected, so tests never touch the process environment. Defaults make
+//! `cargo run --release` a working vault on loopback; README.md ("Configuration") says why each
+//! limit has the default it has, and `examples/credvault.toml` documents every key.
+
+mod file;
+mod load;
+mod settings;
+
+pub use load::{Loaded, Origin, Sources};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +27,8 @@ pub struct Config {
     pub cache_bytes: u64,
     pub twilio: TwilioConfig,
     pub limits: Limits,
+    /// `CREDVAULT_LOG_FORMAT`, default text.
+    pub log_format: LogFormat,
 }
 
 /// How credvault talks to Twilio when validating.
@@ -75,118 +85,61 @@ pub struct Limits {
     pub test_sms_per_recipient_per_hour: u32,
 }
 
+/// A setting that could not be read: `place` is the variable, or the file and line.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {var}: {reason}")]
+#[error("{place}: {reason}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    pub place: String,
     pub reason: String,
 }
 
-/// The variables of one source: each read once, typed, named in its error.
-struct Vars<F>(F);
+/// How the server writes its logs (`log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: ANSI colours only when stderr is a terminal.
+    Text,
+    /// One JSON object per line, for collectors.
+    Json,
+}
 
-impl<F: Fn(&str) -> Option<String>> Vars<F> {
-    fn text(&self, var: &'static str) -> Option<String> {
-        (self.0)(var).filter(|v| !v.is_empty())
-    }
-
-    fn or<T: FromStr>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        match self.text(var) {
-            None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|e| ConfigError {
-                var,
-                reason: format!("{e}"),
-            }),
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
         }
     }
+}
 
-    fn millis(&self, var: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-        Ok(Duration::from_millis(
-            self.or(var, default.as_millis() as u64)?,
-        ))
-    }
-
-    /// At least 1: a zero here would make the server refuse everything.
-    fn positive<T: FromStr + PartialOrd + From<u8>>(
-        &self,
-        var: &'static str,
-        default: T,
-    ) -> Result<T, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        let v = self.or(var, default)?;
-        if v < T::from(1) {
-            return Err(ConfigError {
-                var,
-                reason: "must be at least 1".into(),
-            });
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{s}` is not a log format (text or json)")),
         }
-        Ok(v)
     }
 }
 
 impl Config {
+    /// The process's config: the file named by `CREDVAULT_CONFIG`, then `CREDVAULT_*`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(|k| std::env::var(k).ok())
+        Sources::from_process(None).load().map(|l| l.config)
     }
 
+    /// Defaults overridden by the variables `get` knows (tests inject them this way).
     pub fn from_source(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let v = Vars(get);
-        let d = Self::with_data_dir("credvault-data");
-        let (t, l) = (&d.twilio, &d.limits);
-        Ok(Self {
-            listen: v.or("CREDVAULT_LISTEN", d.listen)?,
-            data_dir: v
-                .text("CREDVAULT_DATA_DIR")
-                .map_or(d.data_dir.clone(), Into::into),
-            master_key_file: v.text("CREDVAULT_MASTER_KEY_FILE").map(Into::into),
-            cache_bytes: v.or("CREDVAULT_CACHE_MB", d.cache_bytes >> 20)? << 20,
-            twilio: TwilioConfig {
-                api_base: v
-                    .text("CREDVAULT_TWILIO_API_BASE")
-                    .unwrap_or(t.api_base.clone()),
-                messaging_base: v
-                    .text("CREDVAULT_TWILIO_MESSAGING_BASE")
-                    .unwrap_or(t.messaging_base.clone()),
-                connect_timeout: v
-                    .millis("CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS", t.connect_timeout)?,
-                request_timeout: v.millis("CREDVAULT_TWILIO_TIMEOUT_MS", t.request_timeout)?,
-                max_retries: v.or("CREDVAULT_TWILIO_MAX_RETRIES", t.max_retries)?,
-                max_concurrent: v.positive("CREDVAULT_TWILIO_MAX_CONCURRENT", t.max_concurrent)?,
-                validate_timeout: v.millis("CREDVAULT_VALIDATE_TIMEOUT_MS", t.validate_timeout)?,
-            },
-            limits: Limits {
-                max_request_bytes: v
-                    .positive("CREDVAULT_MAX_REQUEST_BYTES", l.max_request_bytes)?,
-                max_connections: v.positive("CREDVAULT_MAX_CONNECTIONS", l.max_connections)?,
-                max_streams_per_connection: v.positive(
-                    "CREDVAULT_MAX_STREAMS_PER_CONNECTION",
-                    l.max_streams_per_connection,
-                )?,
-                max_in_flight: v.positive("CREDVAULT_MAX_IN_FLIGHT", l.max_in_flight)?,
-                rpc_timeout: v.millis("CREDVAULT_RPC_TIMEOUT_MS", l.rpc_timeout)?,
-                handshake_timeout: v
-                    .millis("CREDVAULT_HANDSHAKE_TIMEOUT_MS", l.handshake_timeout)?,
-                keepalive_interval: v
-                    .millis("CREDVAULT_KEEPALIVE_INTERVAL_MS", l.keepalive_interval)?,
-                keepalive_timeout: v
-                    .millis("CREDVAULT_KEEPALIVE_TIMEOUT_MS", l.keepalive_timeout)?,
-                shutdown_timeout: v.millis("CREDVAULT_SHUTDOWN_TIMEOUT_MS", l.shutdown_timeout)?,
-                validate_queue: v.or("CREDVAULT_VALIDATE_QUEUE", l.validate_queue)?,
-                test_sms_per_credential_per_hour: v.or(
-                    "CREDVAULT_TEST_SMS_PER_CREDENTIAL_PER_HOUR",
-                    l.test_sms_per_credential_per_hour,
-                )?,
-                test_sms_per_recipient_per_hour: v.or(
-                    "CREDVAULT_TEST_SMS_PER_RECIPIENT_PER_HOUR",
-                    l.test_sms_per_recipient_per_hour,
-                )?,
-            },
-        })
+        let env = settings::SETTINGS
+            .iter()
+            .filter_map(|s| Some((s.env.to_string(), get(s.env)?)))
+            .collect();
+        Sources {
+            env,
+            ..Sources::default()
+        }
+        .load()
+        .map(|l| l.config)
     }
 
     /// Defaults, storing under `data_dir`: what tests and benches start from.
@@ -219,6 +172,7 @@ impl Config {
                 test_sms_per_credential_per_hour: 5,
                 test_sms_per_recipient_per_hour: 3,
             },
+            log_format: LogFormat::Text,
         }
     }
 
@@ -266,9 +220,9 @@ mod tests {
     fn bad_values_name_the_variable() {
         let e =
             Config::from_source(|k| (k == "CREDVAULT_LISTEN").then(|| "nope".into())).unwrap_err();
-        assert_eq!(e.var, "CREDVAULT_LISTEN");
+        assert_eq!(e.place, "CREDVAULT_LISTEN");
         let e = Config::from_source(|k| (k == "CREDVAULT_MAX_CONNECTIONS").then(|| "0".into()))
             .unwrap_err();
-        assert_eq!(e.var, "CREDVAULT_MAX_CONNECTIONS");
+        assert_eq!(e.place, "CREDVAULT_MAX_CONNECTIONS");
     }
 }

@@ -1,0 +1,249 @@
+//! Every setting, once: its place in the TOML file (`group.key`), its environment variable, and
+//! how its text becomes a field of [`Config`]. The file, the environment and the flags all go
+//! through this one table, so they cannot disagree on a name, a unit or a rule.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::{Config, LogFormat};
+
+pub(super) struct Setting {
+    /// `group.key`, as in the file: `limits.max_connections`.
+    pub name: &'static str,
+    pub env: &'static str,
+    pub set: fn(&mut Config, &str) -> Result<(), String>,
+    /// The value as TOML would write it (`config check`).
+    pub show: fn(&Config) -> String,
+}
+
+impl Setting {
+    pub fn group(&self) -> &'static str {
+        self.name.split_once('.').map_or(self.name, |(g, _)| g)
+    }
+
+    pub fn key(&self) -> &'static str {
+        self.name.split_once('.').map_or(self.name, |(_, k)| k)
+    }
+}
+
+/// How one kind of value is read and written.
+trait Kind {
+    type T;
+    fn parse(text: &str) -> Result<Self::T, String>;
+    fn show(value: &Self::T) -> String;
+}
+
+/// A TOML string.
+struct Text;
+impl Kind for Text {
+    type T = String;
+    fn parse(text: &str) -> Result<String, String> {
+        Ok(text.to_owned())
+    }
+    fn show(value: &String) -> String {
+        quote(value)
+    }
+}
+
+struct Path;
+impl Kind for Path {
+    type T = PathBuf;
+    fn parse(text: &str) -> Result<PathBuf, String> {
+        Ok(text.into())
+    }
+    fn show(value: &PathBuf) -> String {
+        quote(&value.display().to_string())
+    }
+}
+
+/// A path that has a computed default when unset (or set to "").
+struct OptionalPath;
+impl Kind for OptionalPath {
+    type T = Option<PathBuf>;
+    fn parse(text: &str) -> Result<Option<PathBuf>, String> {
+        Ok((!text.is_empty()).then(|| text.into()))
+    }
+    fn show(value: &Option<PathBuf>) -> String {
+        value.as_ref().map_or_else(|| "\"\"".into(), Path::show)
+    }
+}
+
+struct Addr;
+impl Kind for Addr {
+    type T = SocketAddr;
+    fn parse(text: &str) -> Result<SocketAddr, String> {
+        text.parse()
+            .map_err(|e| format!("{e} (expected IP:PORT, e.g. 127.0.0.1:50051)"))
+    }
+    fn show(value: &SocketAddr) -> String {
+        quote(&value.to_string())
+    }
+}
+
+/// A number, 0 allowed.
+struct Num<N>(PhantomData<N>);
+impl<N: FromStr + ToString> Kind for Num<N>
+where
+    N::Err: std::fmt::Display,
+{
+    type T = N;
+    fn parse(text: &str) -> Result<N, String> {
+        text.parse().map_err(|e| format!("{e}"))
+    }
+    fn show(value: &N) -> String {
+        value.to_string()
+    }
+}
+
+/// At least 1: a zero here would make the server refuse everything.
+struct Positive<N>(PhantomData<N>);
+impl<N: FromStr + ToString + PartialOrd + From<u8>> Kind for Positive<N>
+where
+    N::Err: std::fmt::Display,
+{
+    type T = N;
+    fn parse(text: &str) -> Result<N, String> {
+        let n = Num::<N>::parse(text)?;
+        if n < N::from(1) {
+            return Err("must be at least 1".into());
+        }
+        Ok(n)
+    }
+    fn show(value: &N) -> String {
+        value.to_string()
+    }
+}
+
+/// Milliseconds (the key ends in `_ms`).
+struct Millis;
+impl Kind for Millis {
+    type T = Duration;
+    fn parse(text: &str) -> Result<Duration, String> {
+        Num::<u64>::parse(text).map(Duration::from_millis)
+    }
+    fn show(value: &Duration) -> String {
+        value.as_millis().to_string()
+    }
+}
+
+/// Mebibytes (the key ends in `_mb`), held as bytes.
+struct Mebibytes;
+impl Kind for Mebibytes {
+    type T = u64;
+    fn parse(text: &str) -> Result<u64, String> {
+        Num::<u64>::parse(text)?
+            .checked_mul(1 << 20)
+            .ok_or_else(|| "too large".into())
+    }
+    fn show(value: &u64) -> String {
+        (value >> 20).to_string()
+    }
+}
+
+struct Log;
+impl Kind for Log {
+    type T = LogFormat;
+    fn parse(text: &str) -> Result<LogFormat, String> {
+        text.parse()
+    }
+    fn show(value: &LogFormat) -> String {
+        quote(value.as_str())
+    }
+}
+
+fn quote(s: &str) -> String {
+    // A TOML basic string: the same escapes as JSON for what paths and URLs may hold.
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+macro_rules! settings {
+    ($($name:literal, $env:literal, $kind:ty, |$c:ident| $field:expr;)*) => {
+        &[$(Setting {
+            name: $name,
+            env: $env,
+            set: |$c, text| {
+                $field = <$kind as Kind>::parse(text.trim())?;
+                Ok(())
+            },
+            show: |$c| <$kind as Kind>::show(&$field),
+        },)*]
+    };
+}
+
+/// In the order `config check` prints them and `examples/credvault.toml` documents them.
+pub(super) static SETTINGS: &[Setting] = settings! {
+    "server.listen", "CREDVAULT_LISTEN", Addr, |c| c.listen;
+    "store.data_dir", "CREDVAULT_DATA_DIR", Path, |c| c.data_dir;
+    "store.master_key_file", "CREDVAULT_MASTER_KEY_FILE", OptionalPath, |c| c.master_key_file;
+    "store.cache_mb", "CREDVAULT_CACHE_MB", Mebibytes, |c| c.cache_bytes;
+    "twilio.api_base", "CREDVAULT_TWILIO_API_BASE", Text, |c| c.twilio.api_base;
+    "twilio.messaging_base", "CREDVAULT_TWILIO_MESSAGING_BASE", Text, |c| c.twilio.messaging_base;
+    "twilio.connect_timeout_ms", "CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS", Millis, |c| c.twilio.connect_timeout;
+    "twilio.timeout_ms", "CREDVAULT_TWILIO_TIMEOUT_MS", Millis, |c| c.twilio.request_timeout;
+    "twilio.max_retries", "CREDVAULT_TWILIO_MAX_RETRIES", Num<u32>, |c| c.twilio.max_retries;
+    "twilio.max_concurrent", "CREDVAULT_TWILIO_MAX_CONCURRENT", Positive<usize>, |c| c.twilio.max_concurrent;
+    "twilio.validate_timeout_ms", "CREDVAULT_VALIDATE_TIMEOUT_MS", Millis, |c| c.twilio.validate_timeout;
+    "limits.max_request_bytes", "CREDVAULT_MAX_REQUEST_BYTES", Positive<usize>, |c| c.limits.max_request_bytes;
+    "limits.max_connections", "CREDVAULT_MAX_CONNECTIONS", Positive<usize>, |c| c.limits.max_connections;
+    "limits.max_streams_per_connection", "CREDVAULT_MAX_STREAMS_PER_CONNECTION", Positive<u32>, |c| c.limits.max_streams_per_connection;
+    "limits.max_in_flight", "CREDVAULT_MAX_IN_FLIGHT", Positive<usize>, |c| c.limits.max_in_flight;
+    "limits.rpc_timeout_ms", "CREDVAULT_RPC_TIMEOUT_MS", Millis, |c| c.limits.rpc_timeout;
+    "limits.handshake_timeout_ms", "CREDVAULT_HANDSHAKE_TIMEOUT_MS", Millis, |c| c.limits.handshake_timeout;
+    "limits.keepalive_interval_ms", "CREDVAULT_KEEPALIVE_INTERVAL_MS", Millis, |c| c.limits.keepalive_interval;
+    "limits.keepalive_timeout_ms", "CREDVAULT_KEEPALIVE_TIMEOUT_MS", Millis, |c| c.limits.keepalive_timeout;
+    "limits.shutdown_timeout_ms", "CREDVAULT_SHUTDOWN_TIMEOUT_MS", Millis, |c| c.limits.shutdown_timeout;
+    "limits.validate_queue", "CREDVAULT_VALIDATE_QUEUE", Num<usize>, |c| c.limits.validate_queue;
+    "limits.test_sms_per_credential_per_hour", "CREDVAULT_TEST_SMS_PER_CREDENTIAL_PER_HOUR", Num<u32>, |c| c.limits.test_sms_per_credential_per_hour;
+    "limits.test_sms_per_recipient_per_hour", "CREDVAULT_TEST_SMS_PER_RECIPIENT_PER_HOUR", Num<u32>, |c| c.limits.test_sms_per_recipient_per_hour;
+    "log.format", "CREDVAULT_LOG_FORMAT", Log, |c| c.log_format;
+};
+
+/// `CREDVAULT_*` variables that are not settings but are read by the command line.
+pub(super) const OTHER_ENV: &[&str] = &["CREDVAULT_CONFIG", "CREDVAULT_ADDR", "CREDVAULT_TIMEOUT"];
+
+pub(super) fn find(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+pub(super) fn groups() -> impl Iterator<Item = &'static str> {
+    let mut seen = Vec::new();
+    SETTINGS.iter().filter_map(move |s| {
+        let g = s.group();
+        (!seen.contains(&g)).then(|| {
+            seen.push(g);
+            g
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_env_vars_are_unique_and_every_value_round_trips() {
+        let defaults = Config::with_data_dir("credvault-data");
+        for (i, s) in SETTINGS.iter().enumerate() {
+            assert!(s.env.starts_with("CREDVAULT_"), "{}", s.name);
+            assert!(
+                SETTINGS[i + 1..]
+                    .iter()
+                    .all(|o| o.name != s.name && o.env != s.env),
+                "{} twice",
+                s.name
+            );
+            // What `config check` prints reads back as the same value.
+            let shown = (s.show)(&defaults);
+            let text = shown.trim_matches('"');
+            if text.is_empty() {
+                continue;
+            }
+            let mut c = Config::with_data_dir("elsewhere");
+            (s.set)(&mut c, text).unwrap();
+            assert_eq!((s.show)(&c), shown, "{}", s.name);
+        }
+    }
+}

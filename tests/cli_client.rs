@@ -1,0 +1,310 @@
+//! The client subcommands of the real binary against a real server (with a fake Twilio): the
+//! secret comes from stdin and is never in argv, the environment or a log; `list -o json` is one
+//! object per line; each documented exit code comes out where it should.
+
+mod common;
+#[path = "common/fake_twilio/mod.rs"]
+mod fake_twilio;
+#[path = "common/validate_env.rs"]
+mod validate_env;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use validate_env::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_credvault");
+
+/// Runs `credvault ARGS` against `env`'s server, off the runtime (the server keeps serving).
+async fn cli(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
+    let addr = format!("http://{}", env.server.addr);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let stdin = stdin.map(str::to_owned);
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("CREDVAULT_ADDR", addr)
+            .env("CREDVAULT_TIMEOUT", "20s")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+#[track_caller]
+fn exits(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+fn add_args<'a>(label: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "add",
+        OWNER,
+        label,
+        "--account-sid",
+        ACCOUNT_SID,
+        "--messaging-service-sid",
+        MG_SID,
+        "--secret-stdin",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test]
+async fn the_secret_comes_from_stdin_and_never_shows_in_argv_environ_output_or_logs() {
+    let env = env().await;
+    let addr = format!("http://{}", env.server.addr);
+    let args: Vec<String> = add_args("prod", &["-o", "json"])
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("CREDVAULT_ADDR", addr)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // While it waits for the secret, what `ps` (and /proc) can see of it holds none.
+        let proc_dir = format!("/proc/{}", child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read(format!("{proc_dir}/cmdline"))
+            .map(|c| !c.windows(3).any(|w| w == b"add"))
+            .unwrap_or(true)
+        {
+            assert!(Instant::now() < deadline, "the child never showed up");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for file in ["cmdline", "environ"] {
+            let seen = std::fs::read(format!("{proc_dir}/{file}")).unwrap();
+            no_secret(&String::from_utf8_lossy(&seen));
+        }
+        let ps = Command::new("ps").args(["-eo", "args"]).output();
+        if let Ok(ps) = ps {
+            no_secret(&String::from_utf8_lossy(&ps.stdout));
+        }
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{AUTH_TOKEN}").unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    exits(&out, 0);
+    // The hint is the last four characters; the newline was not taken into the secret.
+    let reply: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(reply["credential"]["secretHint"], &AUTH_TOKEN[28..]);
+    no_secret(&stdout(&out));
+    no_secret(&stderr(&out));
+
+    // The stored secret is exactly what was piped in.
+    let resolved = cli(&env, &["resolve", OWNER, "prod", "-o", "json"], None).await;
+    exits(&resolved, 0);
+    let resolved: serde_json::Value = serde_json::from_str(stdout(&resolved).trim()).unwrap();
+    assert_eq!(resolved["password"], AUTH_TOKEN);
+    // The table hides it unless asked.
+    let table = cli(&env, &["resolve", OWNER, "prod"], None).await;
+    exits(&table, 0);
+    no_secret(&stdout(&table));
+    assert!(
+        stdout(&table).contains(&AUTH_TOKEN[28..]),
+        "{}",
+        stdout(&table)
+    );
+    let shown = cli(&env, &["resolve", OWNER, "prod", "--show-secrets"], None).await;
+    assert!(stdout(&shown).contains(AUTH_TOKEN));
+
+    no_secret(&log_capture::text(logs()));
+}
+
+#[tokio::test]
+async fn list_pages_through_everything_as_json_lines_or_one_page_when_asked() {
+    let env = env().await;
+    for label in ["a", "b", "c"] {
+        exits(&cli(&env, &add_args(label, &[]), Some(AUTH_TOKEN)).await, 0);
+    }
+    let labels = |out: &Output| -> Vec<String> {
+        stdout(out)
+            .lines()
+            .map(|line| {
+                let m: serde_json::Value = serde_json::from_str(line).unwrap();
+                assert_eq!(m["owner"], OWNER);
+                assert_eq!(m["validation"]["state"], "VALIDATION_STATE_UNVALIDATED");
+                m["label"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+    let all = cli(&env, &["list", OWNER, "-o", "json"], None).await;
+    exits(&all, 0);
+    assert_eq!(labels(&all), ["a", "b", "c"]);
+
+    let first = cli(
+        &env,
+        &["list", OWNER, "-o", "json", "--page-size", "2"],
+        None,
+    )
+    .await;
+    exits(&first, 0);
+    assert_eq!(labels(&first), ["a", "b"]);
+    let token = stderr(&first)
+        .trim()
+        .strip_prefix("next page: --page-token ")
+        .unwrap_or_else(|| panic!("{}", stderr(&first)))
+        .to_owned();
+    let rest = cli(
+        &env,
+        &[
+            "list",
+            OWNER,
+            "-o",
+            "json",
+            "--page-size",
+            "2",
+            "--page-token",
+            &token,
+        ],
+        None,
+    )
+    .await;
+    exits(&rest, 0);
+    assert_eq!(labels(&rest), ["c"]);
+    assert_eq!(stderr(&rest), "", "the last page has no next token");
+
+    let table = cli(&env, &["list", OWNER], None).await;
+    exits(&table, 0);
+    let lines: Vec<_> = stdout(&table).lines().map(str::to_owned).collect();
+    assert!(lines[0].starts_with("LABEL"), "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+}
+
+#[tokio::test]
+async fn each_documented_exit_code_and_the_server_s_details() {
+    let env = env().await;
+    exits(
+        &cli(&env, &add_args("prod", &[]), Some(AUTH_TOKEN)).await,
+        0,
+    );
+
+    // 4: ALREADY_EXISTS.
+    let taken = cli(&env, &add_args("prod", &[]), Some(AUTH_TOKEN)).await;
+    exits(&taken, 4);
+    assert!(
+        stderr(&taken).starts_with("error: ALREADY_EXISTS:"),
+        "{}",
+        stderr(&taken)
+    );
+    assert!(
+        stderr(&taken).contains("request id: "),
+        "{}",
+        stderr(&taken)
+    );
+
+    // 5: INVALID_ARGUMENT, each field named from the BadRequest detail.
+    let bad = cli(&env, &add_args("Bad Label", &[]), Some("short")).await;
+    exits(&bad, 5);
+    let err = stderr(&bad);
+    assert!(err.contains("  field label: "), "{err}");
+    assert!(
+        err.contains("  field credential.auth_token.auth_token: "),
+        "{err}"
+    );
+    assert!(!err.contains("short"), "the secret is echoed: {err}");
+
+    // 7: FAILED_PRECONDITION (never validated).
+    let unvalidated = cli(&env, &["resolve", OWNER, "prod", "--require-valid"], None).await;
+    exits(&unvalidated, 7);
+
+    // 8: Twilio rejects the credential (an OK RPC), then 0 once it accepts it again.
+    env.fake.update(|a| a.status = "suspended");
+    let invalid = cli(&env, &["validate", OWNER, "prod"], None).await;
+    exits(&invalid, 8);
+    assert!(stdout(&invalid).contains("valid:"), "{}", stdout(&invalid));
+    env.fake.update(|a| a.status = "active");
+    let valid = cli(&env, &["validate", OWNER, "prod", "-o", "json"], None).await;
+    exits(&valid, 0);
+    let reply: serde_json::Value = serde_json::from_str(stdout(&valid).trim()).unwrap();
+    assert_eq!(reply["result"]["valid"], true);
+    exits(
+        &cli(&env, &["resolve", OWNER, "prod", "--require-valid"], None).await,
+        0,
+    );
+
+    // 0 then 3: NOT_FOUND.
+    exits(&cli(&env, &["delete", OWNER, "prod"], None).await, 0);
+    let gone = cli(&env, &["delete", OWNER, "prod"], None).await;
+    exits(&gone, 3);
+    assert!(
+        stderr(&gone).starts_with("error: NOT_FOUND:"),
+        "{}",
+        stderr(&gone)
+    );
+
+    // 2: usage, before anything is sent: a missing argument, or no way to read the secret.
+    exits(&cli(&env, &["delete", OWNER], None).await, 2);
+    let no_secret_source = cli(&env, &add_args("x", &[])[..7], None).await;
+    exits(&no_secret_source, 2);
+    assert!(stderr(&no_secret_source).contains("--secret-stdin"));
+
+    // 0 and then 1: health, then a server that is not there (a transport error).
+    let health = cli(&env, &["health"], None).await;
+    exits(&health, 0);
+    assert_eq!(stdout(&health).trim(), "SERVING");
+    let addr = env.server.addr;
+    drop(env);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "health",
+                "--addr",
+                &format!("http://{addr}"),
+                "--timeout",
+                "2s",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    exits(&out, 1);
+    assert!(
+        stderr(&out).contains("cannot connect to"),
+        "{}",
+        stderr(&out)
+    );
+}
