@@ -3,17 +3,22 @@
 //! A request reads top to bottom: `grpc` (parse, map errors) -> `vault` (the core) -> `crypto`
 //! (seal/open) and `store` (durable bytes). `serve` wires them; the binary, the tests and the
 //! benchmarks all run the same `serve`.
+//!
+//! Public: what the binary, the tests, the benchmarks and Rust clients need (`proto`, `config`,
+//! `serve`/`run`/`open_vault`, and the core types tests build vaults from: `domain`, `crypto`,
+//! `store`, `vault`, `twilio::TwilioClient`). The network edge (`transport`, `grpc`) and the
+//! data dir's housekeeping stay private.
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod crypto;
-pub mod data_dir;
+mod data_dir;
 pub mod domain;
-pub mod grpc;
+mod grpc;
 pub mod process;
 pub mod proto;
 pub mod store;
-pub mod transport;
+mod transport;
 pub mod twilio;
 pub mod vault;
 

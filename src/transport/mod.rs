@@ -23,8 +23,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
 
-pub use conn::ConnInfo;
-
 use crate::config::Limits;
 
 /// How long connections get to close once the shutdown deadline killed them.
