@@ -10,6 +10,8 @@
 //! data dir's housekeeping stay private.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod client;
 pub mod config;
 pub mod crypto;
 mod data_dir;
@@ -66,6 +68,10 @@ pub enum ServeError {
     Twilio(#[from] twilio::BuildError),
     #[error("final flush failed: {0}")]
     Flush(#[from] vault::VaultError),
+    #[error(transparent)]
+    Bootstrap(#[from] auth::BootstrapError),
+    #[error("invalid [[callers]]: {0}")]
+    Callers(String),
     #[error("opening the data dir failed unexpectedly ({0}); the store may be damaged")]
     OpenPanicked(String),
 }
@@ -103,6 +109,29 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     Ok(Arc::new(vault))
 }
 
+/// The callers of the config, or, when it names none, the bootstrap admin of the data dir.
+pub async fn access(config: &Config) -> Result<auth::Access, ServeError> {
+    if !config.callers.is_empty() {
+        let callers = auth::Callers::new(config.callers.clone()).map_err(ServeError::Callers)?;
+        tracing::info!(callers = callers.len(), "callers configured");
+        return Ok(auth::Access::new(callers));
+    }
+    let dir = config.data_dir.clone();
+    let (admin, path, created) = tokio::task::spawn_blocking(move || {
+        data_dir::prepare(&dir)?;
+        Ok::<_, ServeError>(auth::bootstrap_caller(&dir)?)
+    })
+    .await
+    .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
+    tracing::info!(
+        path = %path.display(),
+        created,
+        "no [[callers]] configured: the bootstrap admin token in this file (all scopes, all owners) is the only caller"
+    );
+    let callers = auth::Callers::new(vec![admin]).map_err(ServeError::Callers)?;
+    Ok(auth::Access::new(callers))
+}
+
 /// Serves credvault on `listener` until `shutdown` completes, then drains in-flight RPCs and
 /// flushes the store.
 pub async fn serve(
@@ -124,7 +153,8 @@ pub async fn run(
     twilio: twilio::TwilioClient,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (routes, health) = grpc::routes(vault.clone(), twilio, config).await?;
+    let access = Arc::new(access(config).await?);
+    let (routes, health) = grpc::routes(vault.clone(), twilio, access, config).await?;
     let follow = tokio::spawn(grpc::follow_store_health(
         vault.store_health(),
         health.clone(),

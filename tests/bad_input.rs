@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::{Buf, BufMut, Bytes};
-use common::TestServer;
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use common::{client_for, Client, TestServer};
+use credvault::proto::v1 as pb;
 use http_body_util::{BodyExt, Full};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, Service};
@@ -69,7 +69,7 @@ async fn raw_call(channel: &Channel, method: &str, message: Vec<u8>) -> Result<V
 }
 
 /// The server still does real work: an Add and a Resolve of a fresh label.
-async fn still_serving(client: &mut CredentialVaultClient<Channel>, label: &str) {
+async fn still_serving(client: &mut Client, label: &str) {
     let add = common::add_request("bad-input", label, common::token_credential());
     let added = client.add(add).await.expect("server still serves Add");
     assert_eq!(added.into_inner().credential.unwrap().version, 1);
@@ -93,7 +93,7 @@ async fn oversized_messages_are_resource_exhausted_and_the_server_keeps_serving(
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(common::config(dir.path())).await;
     let channel = server.channel().await;
-    let mut client = CredentialVaultClient::new(channel.clone());
+    let mut client = client_for(channel.clone());
 
     // 100 KiB of API key secret: over the 64 KiB default.
     let mut cred = common::api_key_credential();
@@ -233,7 +233,7 @@ async fn garbage_nested_and_non_utf8_protobuf_get_a_clear_status() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(common::config(dir.path())).await;
     let channel = server.channel().await;
-    let mut client = CredentialVaultClient::new(channel.clone());
+    let mut client = client_for(channel.clone());
 
     let mut nested_groups = Vec::new();
     for _ in 0..30_000 {

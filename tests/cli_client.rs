@@ -17,6 +17,21 @@ use validate_env::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_credvault");
 
+/// A file holding `token`, for `--token-file` (kept for the test binary's life). Written once,
+/// by rename, so a concurrent test never reads it half-written.
+fn token_file(token: &str) -> String {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let hash = credvault::auth::token::TokenHash::of(token).hex();
+    let path = dir.path().join(format!("{hash}.token"));
+    if !path.exists() {
+        let tmp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
+        std::fs::write(tmp.path(), format!("{token}\n")).unwrap();
+        tmp.persist(&path).unwrap();
+    }
+    path.display().to_string()
+}
+
 /// Runs `credvault ARGS` against `env`'s server, off the runtime (the server keeps serving).
 async fn cli(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
     let addr = format!("http://{}", env.server.addr);
@@ -27,6 +42,7 @@ async fn cli(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
             .args(&args)
             .env("CREDVAULT_ADDR", addr)
             .env("CREDVAULT_TIMEOUT", "20s")
+            .env("CREDVAULT_TOKEN_FILE", token_file(TEST_TOKEN))
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -96,6 +112,7 @@ async fn the_secret_comes_from_stdin_and_never_shows_in_argv_environ_output_or_l
         let mut child = Command::new(BIN)
             .args(&args)
             .env("CREDVAULT_ADDR", addr)
+            .env("CREDVAULT_TOKEN_FILE", token_file(TEST_TOKEN))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -307,4 +324,71 @@ async fn each_documented_exit_code_and_the_server_s_details() {
         "{}",
         stderr(&out)
     );
+}
+
+#[tokio::test]
+async fn unauthenticated_and_permission_denied_exit_6() {
+    let env = env_with(|c| {
+        c.callers.push(caller(
+            "lister",
+            "cvt_lister-token-000000000000000000000000",
+            &["list"],
+            &["other"],
+        ))
+    })
+    .await;
+    let run = |token: Option<&str>, args: &'static [&'static str]| {
+        let addr = format!("http://{}", env.server.addr);
+        let file = token.map(token_file);
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut c = Command::new(BIN);
+                c.args(args)
+                    .env("CREDVAULT_ADDR", addr)
+                    .stdin(Stdio::null());
+                match file {
+                    Some(f) => c.env("CREDVAULT_TOKEN_FILE", f),
+                    None => c
+                        .env_remove("CREDVAULT_TOKEN_FILE")
+                        .env("CREDVAULT_DATA_DIR", "/nonexistent"),
+                };
+                c.output().unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // No token file at all: a usage error, before anything is sent.
+    let out = run(None, &["list", "team-a"]).await;
+    exits(&out, 2);
+    assert!(stderr(&out).contains("--token-file"), "{}", stderr(&out));
+    // An unknown token: UNAUTHENTICATED.
+    let out = run(
+        Some("cvt_not-a-known-token-0000000000000000000000"),
+        &["list", "team-a"],
+    )
+    .await;
+    exits(&out, 6);
+    assert!(
+        stderr(&out).starts_with("error: UNAUTHENTICATED:"),
+        "{}",
+        stderr(&out)
+    );
+    // A known caller without the scope, or without the owner: PERMISSION_DENIED.
+    let lister = "cvt_lister-token-000000000000000000000000";
+    let out = run(Some(lister), &["resolve", "other", "prod"]).await;
+    exits(&out, 6);
+    assert!(
+        stderr(&out).contains("lacks the 'resolve' scope"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(Some(lister), &["list", "team-a"]).await;
+    exits(&out, 6);
+    assert!(
+        stderr(&out).starts_with("error: PERMISSION_DENIED:"),
+        "{}",
+        stderr(&out)
+    );
+    exits(&run(Some(lister), &["list", "other"]).await, 0);
 }

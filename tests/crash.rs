@@ -44,9 +44,9 @@ async fn acknowledged_writes_survive_kill_9() {
     let started = Instant::now();
 
     for round in 1..=rounds {
-        let mut channels = Vec::new();
+        let mut clients = Vec::new();
         for _ in 0..CHANNELS {
-            channels.push(server.channel().await);
+            clients.push(server.client().await);
         }
         // The kill point: after a random number of acknowledgements, then a random few hundred
         // microseconds more, so it lands anywhere in a write's life (before, during or after
@@ -56,11 +56,11 @@ async fn acknowledged_writes_survive_kill_9() {
         let stopping = Arc::new(AtomicBool::new(false));
         let (acks_tx, mut acks_rx) = watch::channel(0u64);
         let load = tokio::spawn({
-            let (channels, next_write, stopping) =
-                (channels.clone(), next_write.clone(), stopping.clone());
+            let (clients, next_write, stopping) =
+                (clients.clone(), next_write.clone(), stopping.clone());
             async move {
                 workload::run(
-                    &channels,
+                    &clients,
                     slots,
                     next_write,
                     OPS_PER_SLOT,
@@ -91,7 +91,7 @@ async fn acknowledged_writes_survive_kill_9() {
             .expect("writers stop once the server is gone")
             .expect("writer tasks");
         slots = after_kill;
-        drop(channels);
+        drop(clients);
 
         let restart = Instant::now();
         server = ChildServer::start(&data);

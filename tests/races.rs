@@ -9,13 +9,13 @@ mod workload;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use common::TestServer;
+use common::{client_for, TestServer};
 use credvault::crypto::{Cipher, MasterKey};
 use credvault::domain::{
     AccountSid, Auth, Credential, Label, MessagingServiceSid, Owner, Secret, Sender,
     ValidationState, ValidationStatus,
 };
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 use credvault::store::SledStore;
 use credvault::vault::Vault;
 use tokio::sync::Barrier;
@@ -31,7 +31,7 @@ async fn fifty_concurrent_adds_of_one_label_exactly_one_wins() {
         let barrier = Arc::new(Barrier::new(50));
         let mut tasks = Vec::new();
         for i in 0..50u64 {
-            let mut client = CredentialVaultClient::new(channels[i as usize % 2].clone());
+            let mut client = client_for(channels[i as usize % 2].clone());
             let (barrier, label) = (barrier.clone(), label.clone());
             tasks.push(tokio::spawn(async move {
                 let req = pb::AddRequest {
@@ -61,7 +61,7 @@ async fn fifty_concurrent_adds_of_one_label_exactly_one_wins() {
         }
         assert_eq!((winners.len(), refused), (1, 49), "{label}");
         // The stored credential is the winner's, whole.
-        let mut client = CredentialVaultClient::new(channels[0].clone());
+        let mut client = client_for(channels[0].clone());
         let got = client
             .resolve(common::resolve_request("racer", &label))
             .await
@@ -86,7 +86,7 @@ async fn replace_delete_resolve_list_answers_are_never_a_mix() {
     let mut tasks = Vec::new();
 
     for writer in 0..4u64 {
-        let (mut client, acked) = (CredentialVaultClient::new(channel.clone()), acked.clone());
+        let (mut client, acked) = (client_for(channel.clone()), acked.clone());
         tasks.push(tokio::spawn(async move {
             for n in 0..120u64 {
                 let write = writer * 1_000_000 + n + 1;
@@ -107,7 +107,7 @@ async fn replace_delete_resolve_list_answers_are_never_a_mix() {
         }));
     }
     for _ in 0..2 {
-        let mut client = CredentialVaultClient::new(channel.clone());
+        let mut client = client_for(channel.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..120 {
                 let req = pb::DeleteRequest {
@@ -123,7 +123,7 @@ async fn replace_delete_resolve_list_answers_are_never_a_mix() {
         }));
     }
     for _ in 0..3 {
-        let (mut client, seen) = (CredentialVaultClient::new(channel.clone()), seen.clone());
+        let (mut client, seen) = (client_for(channel.clone()), seen.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..300 {
                 match client.resolve(common::resolve_request(owner, label)).await {
@@ -141,7 +141,7 @@ async fn replace_delete_resolve_list_answers_are_never_a_mix() {
         }));
     }
     {
-        let (mut client, seen) = (CredentialVaultClient::new(channel.clone()), seen.clone());
+        let (mut client, seen) = (client_for(channel.clone()), seen.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..150 {
                 let page = client

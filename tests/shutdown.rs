@@ -30,19 +30,17 @@ async fn sigterm_under_load_drains_and_loses_nothing() {
 
     for round in 1..=2 {
         let mut server = ChildServer::start(&data);
-        let mut channels = Vec::new();
+        let mut clients = Vec::new();
         for _ in 0..3 {
-            channels.push(server.channel().await);
+            clients.push(server.client().await);
         }
         let stopping = Arc::new(AtomicBool::new(false));
         let (acks_tx, mut acks_rx) = watch::channel(0u64);
         let load = tokio::spawn({
-            let (channels, next_write, stopping) =
-                (channels.clone(), next_write.clone(), stopping.clone());
+            let (clients, next_write, stopping) =
+                (clients.clone(), next_write.clone(), stopping.clone());
             let seed = rng.next();
-            async move {
-                workload::run(&channels, slots, next_write, 400, stopping, acks_tx, seed).await
-            }
+            async move { workload::run(&clients, slots, next_write, 400, stopping, acks_tx, seed).await }
         });
         let target = 100 + rng.below(400);
         let reached =
@@ -91,7 +89,7 @@ async fn sigterm_under_load_drains_and_loses_nothing() {
                 "an RPC failed during shutdown with {code:?}: {message}; server log:\n{log}"
             );
         }
-        drop(channels);
+        drop(clients);
 
         let restarted = ChildServer::start(&data);
         let checked = workload::verify(&mut restarted.client().await, &mut slots).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use credvault::crypto::{Cipher, MasterKey};
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 use credvault::store::SledStore;
 use credvault::twilio::TwilioClient;
 use credvault::vault::Vault;
@@ -59,8 +59,8 @@ async fn env() -> Env {
 }
 
 impl Env {
-    fn client(&self) -> CredentialVaultClient<Channel> {
-        CredentialVaultClient::new(self.channel.clone())
+    fn client(&self) -> Client {
+        client_for(self.channel.clone())
     }
 
     async fn health(&self, service: &str) -> ServingStatus {
@@ -155,7 +155,7 @@ async fn after_a_failed_fsync_no_write_is_acknowledged_and_health_says_not_servi
 
 /// Resolves `label` until `want` holds (the in-memory apply comes before the flush).
 async fn until(
-    c: &mut CredentialVaultClient<Channel>,
+    c: &mut Client,
     label: &str,
     want: impl Fn(&Result<tonic::Response<pb::ResolveResponse>, tonic::Status>) -> bool,
 ) {

@@ -11,7 +11,6 @@ mod validate_env;
 use std::time::{Duration, Instant};
 
 use common::*;
-use credvault::proto::v1::credential_vault_client::CredentialVaultClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::Code;
@@ -66,7 +65,7 @@ async fn a_fresh_connection_is_served_while_2000_slow_validations_wait_on_anothe
     let busy = env.server.channel().await;
     let calls: Vec<_> = (0..2000)
         .map(|_| {
-            let mut c = CredentialVaultClient::new(busy.clone());
+            let mut c = client_for(busy.clone());
             tokio::spawn(async move { c.validate(validate_request("slow", "")).await })
         })
         .collect();
@@ -80,7 +79,7 @@ async fn a_fresh_connection_is_served_while_2000_slow_validations_wait_on_anothe
 
     let fresh = env.server.channel().await;
     let asked = Instant::now();
-    let mut c = CredentialVaultClient::new(fresh.clone());
+    let mut c = client_for(fresh.clone());
     let got = c
         .resolve(resolve_request(OWNER, "fast"))
         .await

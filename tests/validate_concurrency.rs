@@ -9,9 +9,6 @@ mod validate_env;
 
 use std::time::Duration;
 
-use credvault::proto::v1::credential_vault_client::CredentialVaultClient;
-use tonic::transport::Channel;
-
 use common::*;
 use credvault::proto::v1 as pb;
 use fake_twilio::*;
@@ -70,7 +67,7 @@ async fn outbound_validations_are_capped_by_max_concurrent() {
     env.add("a", token_credential()).await;
     env.add("b", token_credential()).await;
     let (arrived, release) = env.fake.hold_next();
-    let spawn = |label: &'static str, mut client: CredentialVaultClient<Channel>| {
+    let spawn = |label: &'static str, mut client: Client| {
         tokio::spawn(async move {
             client
                 .validate(pb::ValidateRequest {
@@ -159,7 +156,7 @@ async fn past_the_queue_validations_are_refused_at_once_and_waiting_ones_hold_no
         env.add(label, token_credential()).await;
     }
     let (arrived, release) = env.fake.hold_next();
-    let spawn = |label: &'static str, mut client: CredentialVaultClient<Channel>| {
+    let spawn = |label: &'static str, mut client: Client| {
         tokio::spawn(async move { client.validate(validate_request(label, "")).await })
     };
     let running = spawn("a", env.client.clone());

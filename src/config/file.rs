@@ -8,6 +8,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::settings::{self, Setting};
 use super::ConfigError;
+use crate::auth::CallerSpec;
 
 /// One value the file sets.
 pub(super) struct Entry {
@@ -16,7 +17,14 @@ pub(super) struct Entry {
     pub line: usize,
 }
 
-pub(super) fn read(path: &Path) -> Result<Vec<Entry>, ConfigError> {
+/// What the file holds: settings, and the `[[callers]]` with the line each starts on.
+#[derive(Default)]
+pub(super) struct Parsed {
+    pub entries: Vec<Entry>,
+    pub callers: Vec<(CallerSpec, usize)>,
+}
+
+pub(super) fn read(path: &Path) -> Result<Parsed, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         place: path.display().to_string(),
         reason: format!("cannot read the config file: {e}"),
@@ -24,13 +32,18 @@ pub(super) fn read(path: &Path) -> Result<Vec<Entry>, ConfigError> {
     parse(path, &text)
 }
 
-pub(super) fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ConfigError> {
+pub(super) fn parse(path: &Path, text: &str) -> Result<Parsed, ConfigError> {
     let at = |span: std::ops::Range<usize>| Place { path, text, span };
     let doc = DeTable::parse(text).map_err(|e| {
         at(e.span().unwrap_or(0..0)).error(format!("not valid TOML: {}", e.message()))
     })?;
     let mut entries = Vec::new();
+    let mut callers = Vec::new();
     for (group, table) in doc.get_ref() {
+        if group.get_ref() == "callers" {
+            callers = super::callers::parse(table, &at)?;
+            continue;
+        }
         let DeValue::Table(table) = table.get_ref() else {
             return Err(at(group.span()).error(format!(
                 "`{}` must be a [group]: settings live in {}",
@@ -69,18 +82,18 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ConfigError> 
     }
     // The map is sorted by key; report and apply in the file's order.
     entries.sort_by_key(|e| e.line);
-    Ok(entries)
+    Ok(Parsed { entries, callers })
 }
 
 /// Where in the file something is.
-struct Place<'a> {
+pub(super) struct Place<'a> {
     path: &'a Path,
     text: &'a str,
     span: std::ops::Range<usize>,
 }
 
 impl Place<'_> {
-    fn line(&self) -> usize {
+    pub fn line(&self) -> usize {
         let end = self.span.start.min(self.text.len());
         self.text.as_bytes()[..end]
             .iter()
@@ -89,16 +102,21 @@ impl Place<'_> {
             + 1
     }
 
-    fn error(&self, reason: String) -> ConfigError {
+    pub fn error(&self, reason: String) -> ConfigError {
+        self.error_at(self.line(), reason)
+    }
+
+    /// An error about something that starts on `line` of this file.
+    pub fn error_at(&self, line: usize, reason: String) -> ConfigError {
         ConfigError {
-            place: format!("{} line {}", self.path.display(), self.line()),
+            place: format!("{} line {line}", self.path.display()),
             reason,
         }
     }
 }
 
 /// The text of a string, integer or boolean, as an environment variable would hold it.
-fn scalar(value: &DeValue<'_>) -> Option<String> {
+pub(super) fn scalar(value: &DeValue<'_>) -> Option<String> {
     match value {
         DeValue::String(s) => Some(s.to_string()),
         DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
@@ -112,6 +130,7 @@ fn scalar(value: &DeValue<'_>) -> Option<String> {
 fn known_groups() -> String {
     settings::groups()
         .map(|g| format!("[{g}]"))
+        .chain(["[[callers]]".to_string()])
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -129,7 +148,7 @@ fn known_keys(group: &str) -> String {
 mod tests {
     use super::*;
 
-    fn parse_str(text: &str) -> Result<Vec<Entry>, ConfigError> {
+    fn parse_str(text: &str) -> Result<Parsed, ConfigError> {
         parse(Path::new("/etc/credvault.toml"), text)
     }
 
@@ -138,7 +157,8 @@ mod tests {
         let entries = parse_str(
             "[server]\nlisten = \"127.0.0.1:7000\"\n\n[limits]\nmax_connections = 0x10\nrpc_timeout_ms = 1_500\n",
         )
-        .unwrap();
+        .unwrap()
+        .entries;
         let got: Vec<_> = entries
             .iter()
             .map(|e| (e.setting.name, e.text.as_str(), e.line))
@@ -151,6 +171,45 @@ mod tests {
                 ("limits.rpc_timeout_ms", "1500", 6),
             ]
         );
+    }
+
+    #[test]
+    fn callers_are_read_checked_and_their_errors_carry_a_line() {
+        let hash = "ab".repeat(32);
+        let parsed = parse_str(&format!(
+            "[server]\nlisten = \"127.0.0.1:1\"\n\n[[callers]]\nname = \"sender\"\ntoken_sha256 = \"{hash}\"\nscopes = [\"resolve\"]\nowners = [\"acme\", \"gov.sg:*\"]\n\n[[callers]]\nname = \"ops\"\ncert_identity = \"spiffe://campaigns/ops\"\nscopes = [\"list\"]\nowners = [\"*\"]\ntest_recipients = [\"+65*\"]\n"
+        ))
+        .unwrap();
+        let names: Vec<_> = parsed
+            .callers
+            .iter()
+            .map(|(c, _)| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["sender", "ops"]);
+        assert_eq!(parsed.callers[0].0.owners, ["acme", "gov.sg:*"]);
+        assert_eq!(
+            parsed.callers[1].0.test_recipients,
+            Some(vec!["+65*".to_string()])
+        );
+
+        let e = parse_str("[[callers]]\nname = \"x\"\ntokn = \"y\"\n")
+            .err()
+            .unwrap();
+        assert_eq!(e.place, "/etc/credvault.toml line 3");
+        assert!(e.reason.contains("unknown key `callers.tokn`"), "{e}");
+        let e = parse_str("\n[[callers]]\nname = \"x\"\nscopes = [\"root\"]\nowners = [\"*\"]\ntoken_sha256 = \"{}\"\n".replace("{}", &hash).as_str())
+            .err()
+            .unwrap();
+        assert!(
+            e.reason.contains("caller 'x': unknown scope \"root\""),
+            "{e}"
+        );
+        assert!(
+            e.place.ends_with("line 2") || e.place.ends_with("line 3"),
+            "{e}"
+        );
+        let e = parse_str("callers = 3\n").err().unwrap();
+        assert!(e.reason.contains("[[callers]]"), "{e}");
     }
 
     #[test]
@@ -189,7 +248,9 @@ mod example {
     #[test]
     fn the_example_file_documents_every_setting_with_its_default() {
         let text = include_str!("../../examples/credvault.toml");
-        let entries = parse(Path::new("examples/credvault.toml"), text).unwrap();
+        let entries = parse(Path::new("examples/credvault.toml"), text)
+            .unwrap()
+            .entries;
         let defaults = Config::with_data_dir("credvault-data");
         for s in settings::SETTINGS {
             let set: Vec<_> = entries

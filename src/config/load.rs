@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::settings::{self, Setting, OTHER_ENV, SETTINGS};
 use super::{file, Config, ConfigError};
+use crate::auth;
 
 /// Where the settings come from. Tests build one by hand; the binary from its process.
 #[derive(Debug, Default)]
@@ -68,12 +69,22 @@ impl Sources {
             origins[index(setting)] = origin;
             Ok::<_, ConfigError>(())
         };
+        let mut callers = Vec::new();
         if let Some(path) = &self.file {
-            for entry in file::read(path)? {
+            let parsed = file::read(path)?;
+            for entry in parsed.entries {
                 let place = format!("{} line {}", path.display(), entry.line);
                 let origin = Origin::File { line: entry.line };
                 set(entry.setting, &entry.text, origin, place)?;
             }
+            for (spec, _) in &parsed.callers {
+                callers.push(spec.check().expect("checked as the file was read"));
+            }
+            // Unique names and tokens.
+            auth::Callers::new(callers.clone()).map_err(|reason| ConfigError {
+                place: path.display().to_string(),
+                reason,
+            })?;
         }
         for setting in SETTINGS {
             // An empty variable counts as unset, as shells and compose files often leave them.
@@ -91,6 +102,7 @@ impl Sources {
             .filter(|k| !SETTINGS.iter().any(|s| s.env == *k) && !OTHER_ENV.contains(&k.as_str()))
             .map(|k| format!("ignoring unknown environment variable {k} (not a credvault setting)"))
             .collect();
+        config.callers = callers;
         Ok(Loaded {
             config,
             warnings,
@@ -98,6 +110,36 @@ impl Sources {
             file: self.file.clone(),
         })
     }
+}
+
+/// A `[[callers]]` block, as the file would hold it (the token only as its hash).
+pub(crate) fn render_caller(c: &auth::Caller) -> String {
+    let list = |items: Vec<String>| {
+        let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    let mut out = format!("\n[[callers]]\nname = {:?}\n", c.name);
+    if let Some(hash) = &c.token_sha256 {
+        out.push_str(&format!("token_sha256 = \"{}\"\n", hash.hex()));
+    }
+    if let Some(id) = &c.cert_identity {
+        out.push_str(&format!("cert_identity = {id:?}\n"));
+    }
+    out.push_str(&format!(
+        "scopes = {}\n",
+        list(c.scopes().map(|s| s.to_string()).collect())
+    ));
+    out.push_str(&format!(
+        "owners = {}\n",
+        list(c.owners.iter().map(|p| p.to_string()).collect())
+    ));
+    if let Some(recipients) = &c.test_recipients {
+        out.push_str(&format!(
+            "test_recipients = {}\n",
+            list(recipients.iter().map(|p| p.to_string()).collect())
+        ));
+    }
+    out
 }
 
 fn index(setting: &Setting) -> usize {
@@ -140,6 +182,9 @@ impl Loaded {
                 };
                 out.push_str(&format!("{line:<48} # {from}\n"));
             }
+        }
+        for c in &self.config.callers {
+            out.push_str(&render_caller(c));
         }
         out
     }

@@ -4,6 +4,7 @@
 //! `cargo run --release` a working vault on loopback; README.md ("Configuration") says why each
 //! limit has the default it has, and `examples/credvault.toml` documents every key.
 
+mod callers;
 mod file;
 mod load;
 mod settings;
@@ -29,6 +30,8 @@ pub struct Config {
     pub limits: Limits,
     /// `CREDVAULT_LOG_FORMAT`, default text.
     pub log_format: LogFormat,
+    /// `[[callers]]` (file only). Empty: the bootstrap admin token in the data dir.
+    pub callers: Vec<crate::auth::Caller>,
 }
 
 /// How credvault talks to Twilio when validating.
@@ -173,6 +176,7 @@ impl Config {
                 test_sms_per_recipient_per_hour: 3,
             },
             log_format: LogFormat::Text,
+            callers: Vec::new(),
         }
     }
 

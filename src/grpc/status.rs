@@ -7,6 +7,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, QuotaViolation, StatusExt};
 
+use crate::auth::AuthError;
 use crate::twilio::{Step, TwilioError};
 use crate::vault::{ValidateError, VaultError};
 
@@ -29,6 +30,19 @@ pub fn invalid_argument(violations: Vec<FieldViolation>) -> Status {
         format!("invalid request: {summary}"),
         ErrorDetails::with_bad_request(violations),
     )
+}
+
+impl From<AuthError> for Status {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Missing | AuthError::UnknownToken | AuthError::UnknownCertificate => {
+                Status::unauthenticated(err.to_string())
+            }
+            AuthError::Scope { .. } | AuthError::Owner { .. } | AuthError::Recipient { .. } => {
+                Status::permission_denied(err.to_string())
+            }
+        }
+    }
 }
 
 impl From<VaultError> for Status {

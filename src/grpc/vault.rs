@@ -5,7 +5,9 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
+use super::authz::authorize;
 use super::convert::{self, Violations};
+use crate::auth::{Access, AuthError, Caller, Scope};
 use crate::domain::{Label, Owner, PageToken, PhoneNumber};
 use crate::proto::v1 as pb;
 use crate::twilio::{TestMessage, DEFAULT_TEST_BODY, MAX_TEST_BODY_CHARS};
@@ -17,11 +19,27 @@ const MAX_PAGE_SIZE: usize = 500;
 pub struct VaultService {
     vault: Arc<Vault>,
     validator: Validator,
+    access: Arc<Access>,
 }
 
 impl VaultService {
-    pub fn new(vault: Arc<Vault>, validator: Validator) -> Self {
-        Self { vault, validator }
+    pub fn new(vault: Arc<Vault>, validator: Validator, access: Arc<Access>) -> Self {
+        Self {
+            vault,
+            validator,
+            access,
+        }
+    }
+}
+
+/// A test SMS only to the caller's `test_recipients`, when it has them.
+fn may_text(caller: &Caller, test: Option<&TestMessage>) -> Result<(), Status> {
+    match test {
+        Some(t) if !caller.may_text(t.to.as_str()) => Err(AuthError::Recipient {
+            caller: caller.name.clone(),
+        }
+        .into()),
+        _ => Ok(()),
     }
 }
 
@@ -73,7 +91,23 @@ fn test_message(
 #[tonic::async_trait]
 impl pb::credential_vault_server::CredentialVault for VaultService {
     async fn add(&self, req: Request<pb::AddRequest>) -> Result<Response<pb::AddResponse>, Status> {
+        // Add with `validate` also talks to Twilio: it needs both scopes.
+        let owner = &req.get_ref().owner;
+        let allowed = authorize(&self.access, &req, Scope::Write, owner).and_then(|caller| {
+            if req.get_ref().validate {
+                authorize(&self.access, &req, Scope::Validate, owner)
+            } else {
+                Ok(caller)
+            }
+        });
         let mut req = req.into_inner();
+        let caller = match allowed {
+            Ok(caller) => caller,
+            Err(status) => {
+                convert::wipe_secrets(&mut req.credential);
+                return Err(status);
+            }
+        };
         let mut v = Violations::default();
         let id = identity(&mut v, &req.owner, &req.label);
         let cred = convert::credential(&mut v, req.credential.as_ref());
@@ -87,6 +121,7 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         let (Some((owner, label)), Some(cred), Some(test)) = (id, cred, test) else {
             return Err(v.into_status());
         };
+        may_text(&caller, test.as_ref())?;
         if req.validate {
             let done = self
                 .validator
@@ -113,6 +148,7 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         &self,
         req: Request<pb::ValidateRequest>,
     ) -> Result<Response<pb::ValidateResponse>, Status> {
+        let caller = authorize(&self.access, &req, Scope::Validate, &req.get_ref().owner)?;
         let req = req.into_inner();
         let mut v = Violations::default();
         let id = identity(&mut v, &req.owner, &req.label);
@@ -125,6 +161,7 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         let (Some((owner, label)), Some(test)) = (id, test) else {
             return Err(v.into_status());
         };
+        may_text(&caller, test.as_ref())?;
         let done = self
             .validator
             .validate_stored(&owner, &label, test.as_ref())
@@ -141,6 +178,7 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         &self,
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        authorize(&self.access, &req, Scope::List, &req.get_ref().owner)?;
         let req = req.into_inner();
         let mut v = Violations::default();
         let owner = v.check("owner", Owner::parse(&req.owner));
@@ -175,6 +213,7 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        authorize(&self.access, &req, Scope::Write, &req.get_ref().owner)?;
         let req = req.into_inner();
         let mut v = Violations::default();
         let Some((owner, label)) = identity(&mut v, &req.owner, &req.label) else {
@@ -189,6 +228,7 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         &self,
         req: Request<pb::ResolveRequest>,
     ) -> Result<Response<pb::ResolveResponse>, Status> {
+        authorize(&self.access, &req, Scope::Resolve, &req.get_ref().owner)?;
         let req = req.into_inner();
         let mut v = Violations::default();
         let Some((owner, label)) = identity(&mut v, &req.owner, &req.label) else {

@@ -86,11 +86,15 @@ where
         // owner and label into it.
         let span = {
             let (rpc, request_id) = (req.uri().path(), id.to_str().unwrap_or(""));
-            let (owner, label) = (tracing::field::Empty, tracing::field::Empty);
+            let (caller, owner, label) = (
+                tracing::field::Empty,
+                tracing::field::Empty,
+                tracing::field::Empty,
+            );
             if quiet {
-                tracing::debug_span!("rpc", rpc, request_id, peer = ?peer, owner, label)
+                tracing::debug_span!("rpc", rpc, request_id, peer = ?peer, caller, owner, label)
             } else {
-                tracing::info_span!("rpc", rpc, request_id, peer = ?peer, owner, label)
+                tracing::info_span!("rpc", rpc, request_id, peer = ?peer, caller, owner, label)
             }
         };
         // Shed at once rather than queue: a caller told RESOURCE_EXHAUSTED can back off or go

@@ -12,7 +12,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use credvault::proto::v1::credential_vault_client::CredentialVaultClient;
 use tonic::transport::{Channel, Endpoint};
 
 /// How long a start may take before the test fails (a debug build on a busy 2-core machine).
@@ -20,6 +19,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct ChildServer {
     pub addr: SocketAddr,
+    data_dir: PathBuf,
     child: Child,
     log: Arc<Mutex<String>>,
 }
@@ -116,7 +116,12 @@ impl ChildServer {
         };
         // The reader thread drops `addr_tx` at EOF (child exited), which ends this wait early.
         match addr_rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => Ok(Self { addr, child, log }),
+            Ok(addr) => Ok(Self {
+                addr,
+                data_dir: data_dir.to_owned(),
+                child,
+                log,
+            }),
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -145,8 +150,19 @@ impl ChildServer {
             .expect("connect to child server")
     }
 
-    pub async fn client(&self) -> CredentialVaultClient<Channel> {
-        CredentialVaultClient::new(self.channel().await)
+    /// The bootstrap admin token the server made in its data dir (no callers are configured).
+    pub fn admin_token(&self) -> String {
+        let path = self.data_dir.join("admin.token");
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .trim()
+            .to_owned()
+    }
+
+    /// A client on a new connection, calling with the bootstrap admin token.
+    pub async fn client(&self) -> credvault::client::VaultClient {
+        let bearer = credvault::client::Bearer::new(&self.admin_token()).unwrap();
+        credvault::client::vault_client(self.channel().await, bearer)
     }
 
     /// SIGKILL: the process gets no chance to flush anything.

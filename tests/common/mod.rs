@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 use credvault::{Config, ServeError};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -20,6 +20,49 @@ pub const API_KEY_SID: &str = "SK0123456789abcdef0123456789abcdef";
 pub const API_KEY_SECRET: &str = "sEcReTkEy0123456789AbCdEfGhIjKlMn";
 pub const MG_SID: &str = "MG0123456789abcdef0123456789abcdef";
 pub const FROM_NUMBER: &str = "+14155550100";
+/// The token of the `tests` caller that [`config`] declares: every scope, every owner.
+pub const TEST_TOKEN: &str = "cvt_tests-caller-token-with-every-scope-00000";
+
+/// A client as every test uses one: over real gRPC, with the `tests` caller's token.
+pub type Client = credvault::client::VaultClient;
+
+/// A client on `channel` that calls as the `tests` caller.
+pub fn client_for(channel: Channel) -> Client {
+    client_with(channel, TEST_TOKEN)
+}
+
+/// A client on `channel` that calls with `token`.
+pub fn client_with(channel: Channel, token: &str) -> Client {
+    credvault::client::vault_client(channel, credvault::client::Bearer::new(token).unwrap())
+}
+
+/// The `[[callers]]` entry for [`TEST_TOKEN`].
+pub fn test_caller() -> credvault::auth::Caller {
+    caller(
+        "tests",
+        TEST_TOKEN,
+        &["list", "write", "validate", "resolve", "admin"],
+        &["*"],
+    )
+}
+
+/// A caller with these scopes and owners, known by `token`.
+pub fn caller(
+    name: &str,
+    token: &str,
+    scopes: &[&str],
+    owners: &[&str],
+) -> credvault::auth::Caller {
+    credvault::auth::CallerSpec {
+        name: name.into(),
+        token_sha256: Some(credvault::auth::token::TokenHash::of(token).hex()),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        owners: owners.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+    .check()
+    .unwrap()
+}
 
 /// A running server. Dropping it without `stop` aborts the server task.
 pub struct TestServer {
@@ -54,8 +97,8 @@ impl TestServer {
             .expect("connect")
     }
 
-    pub async fn client(&self) -> CredentialVaultClient<Channel> {
-        CredentialVaultClient::new(self.channel().await)
+    pub async fn client(&self) -> Client {
+        client_for(self.channel().await)
     }
 
     /// Graceful shutdown; returns what `serve` returned.
@@ -78,6 +121,7 @@ pub fn config(dir: &Path) -> Config {
     let mut c = Config::with_data_dir(dir.join("data"));
     c.twilio.api_base = "http://127.0.0.1:9".into();
     c.twilio.messaging_base = "http://127.0.0.1:9".into();
+    c.callers = vec![test_caller()];
     c
 }
 

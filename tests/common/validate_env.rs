@@ -7,9 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 use credvault::Config;
-use tonic::transport::Channel;
 
 use super::common::*;
 use super::fake_twilio::*;
@@ -36,7 +35,7 @@ pub fn account() -> Account {
 
 pub struct Env {
     pub fake: FakeTwilio,
-    pub client: CredentialVaultClient<Channel>,
+    pub client: Client,
     pub server: TestServer,
     _dir: tempfile::TempDir,
 }

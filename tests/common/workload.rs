@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 use tokio::sync::watch;
-use tonic::transport::Channel;
+
+type Client = credvault::client::VaultClient;
 use tonic::Code;
 
 pub const OWNERS: [&str; 2] = ["crash-a", "crash-b"];
@@ -133,7 +134,7 @@ pub struct Outcome {
 /// away. An RPC error before `stopping` is set fails the test; after it, the task records the
 /// code and ends with its last operation left as pending. `acks` counts acknowledgements.
 pub async fn run(
-    channels: &[Channel],
+    clients: &[Client],
     slots: Vec<Slot>,
     next_write: Arc<AtomicU64>,
     ops_per_slot: usize,
@@ -145,7 +146,7 @@ pub async fn run(
     let acks = Arc::new(acks);
     let mut tasks = Vec::new();
     for slot in slots {
-        let client = CredentialVaultClient::new(channels[slot.index % channels.len()].clone());
+        let client = clients[slot.index % clients.len()].clone();
         let (next_write, stopping, acks, progress) = (
             next_write.clone(),
             stopping.clone(),
@@ -192,7 +193,7 @@ pub async fn run(
 
 /// One operation on `slot`. `Ok(true)`: a write or delete was acknowledged.
 async fn one_op(
-    client: &mut CredentialVaultClient<Channel>,
+    client: &mut Client,
     slot: &mut Slot,
     next_write: &AtomicU64,
     rng: &mut Rng,
@@ -277,7 +278,7 @@ pub struct Checked {
 /// Checks every slot against the server: each label holds its last acknowledged state or the
 /// state its in-flight operation would have made, and nothing else. Afterwards each slot's
 /// `acked` is what the server holds, ready for the next round.
-pub async fn verify(client: &mut CredentialVaultClient<Channel>, slots: &mut [Slot]) -> Checked {
+pub async fn verify(client: &mut Client, slots: &mut [Slot]) -> Checked {
     let mut checked = Checked::default();
     for slot in slots.iter_mut() {
         let found = match client

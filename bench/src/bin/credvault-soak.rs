@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
@@ -28,6 +28,17 @@ struct Args {
     labels: u64,
     sample: Duration,
     addr: Option<SocketAddr>,
+}
+
+/// The caller of the in-process server (every scope, every owner).
+const SOAK_TOKEN: &str = "cvt_soak-caller-token-with-every-scope-00000";
+
+/// `CREDVAULT_TOKEN_FILE`'s token when set (for `--addr` servers), else [`SOAK_TOKEN`].
+fn bearer() -> credvault::client::Bearer {
+    let token = std::env::var_os("CREDVAULT_TOKEN_FILE")
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_else(|| SOAK_TOKEN.to_owned());
+    credvault::client::Bearer::new(&token).expect("a valid token")
 }
 
 const USAGE: &str = "usage: credvault-soak [--requests N] [--minutes M] [--concurrency C] \
@@ -213,7 +224,7 @@ async fn worker(
     labels: u64,
     deadline: Instant,
 ) {
-    let mut client = CredentialVaultClient::new(channel);
+    let mut client = credvault::client::vault_client(channel, bearer());
     let mut rng = (id + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     while counters.issued.fetch_add(1, Ordering::Relaxed) < requests && Instant::now() < deadline {
         rng ^= rng << 13;
@@ -317,7 +328,11 @@ async fn start_server() -> Result<(SocketAddr, OwnServer), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let dir = std::env::temp_dir().join(format!("credvault-soak-{}-{nanos}", std::process::id()));
-    let config = credvault::Config::with_data_dir(dir.join("data"));
+    let mut config = credvault::Config::with_data_dir(dir.join("data"));
+    config.callers = vec![credvault::auth::Caller::admin(
+        "soak",
+        credvault::auth::token::TokenHash::of(SOAK_TOKEN),
+    )];
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;

@@ -10,10 +10,12 @@ pub mod resolve;
 mod secret;
 pub mod validate;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use credvault::proto::v1::credential_vault_client::CredentialVaultClient;
+use credvault::client::{vault_client, Bearer, VaultClient};
 use tonic::transport::{Channel, Endpoint};
+use zeroize::Zeroizing;
 
 use super::exit::Exit;
 pub use output::Output;
@@ -35,6 +37,10 @@ pub struct ClientArgs {
     /// `table` for people, `json` for scripts (one object, or one per line for lists)
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// File holding the bearer token to call with [default: $CREDVAULT_DATA_DIR/admin.token or
+    /// ./credvault-data/admin.token, when it exists: the bootstrap admin token]
+    #[arg(long, env = "CREDVAULT_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -54,8 +60,36 @@ impl ClientArgs {
             })
     }
 
-    pub async fn vault(&self) -> Result<CredentialVaultClient<Channel>, Exit> {
-        Ok(CredentialVaultClient::new(self.channel().await?))
+    /// A vault client calling with the token file's token.
+    pub async fn vault(&self) -> Result<VaultClient, Exit> {
+        let bearer = self.bearer()?;
+        Ok(vault_client(self.channel().await?, bearer))
+    }
+
+    fn bearer(&self) -> Result<Bearer, Exit> {
+        let path = match &self.token_file {
+            Some(path) => path.clone(),
+            None => {
+                let dir = std::env::var_os("CREDVAULT_DATA_DIR")
+                    .filter(|d| !d.is_empty())
+                    .map_or_else(|| PathBuf::from("credvault-data"), PathBuf::from);
+                dir.join(credvault::auth::ADMIN_TOKEN_FILE)
+            }
+        };
+        let token = std::fs::read_to_string(&path).map(Zeroizing::new).map_err(|e| {
+            eprintln!(
+                "credvault: cannot read the token file {}: {e} (give one with --token-file or CREDVAULT_TOKEN_FILE)",
+                path.display()
+            );
+            Exit::Usage
+        })?;
+        Bearer::new(token.trim()).ok_or_else(|| {
+            eprintln!(
+                "credvault: the token file {} holds no valid token",
+                path.display()
+            );
+            Exit::Usage
+        })
     }
 }
 

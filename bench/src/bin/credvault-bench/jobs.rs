@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use credvault::client::VaultClient;
 use credvault::domain::{Label, Owner, PageToken};
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 use tonic::transport::Channel;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
@@ -122,12 +123,8 @@ pub fn health(chans: &[Channel], conc: usize, limits: Limits, name: &str) -> Job
     )
 }
 
-fn vault_clients(chans: &[Channel]) -> Vec<CredentialVaultClient<Channel>> {
-    chans
-        .iter()
-        .cloned()
-        .map(CredentialVaultClient::new)
-        .collect()
+fn vault_clients(chans: &[Channel]) -> Vec<VaultClient> {
+    chans.iter().cloned().map(crate::server::client).collect()
 }
 
 /// Resolve of a uniformly random label among the `n` preloaded ones.

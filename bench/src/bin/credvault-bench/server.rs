@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use credvault::client::{Bearer, VaultClient};
 use credvault::domain::{AccountSid, Auth, Credential, Label, MessagingServiceSid, Owner, Secret};
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 use credvault::Config;
 use tokio::sync::oneshot;
 use tonic::transport::{Channel, Endpoint};
@@ -16,6 +17,23 @@ use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 /// The owner every bench credential belongs to.
 pub const OWNER: &str = "bench";
+
+/// The token of the `bench` caller that [`config`] declares (every scope, every owner).
+const BENCH_TOKEN: &str = "cvt_bench-caller-token-with-every-scope-0000";
+
+/// The bench's caller: `CREDVAULT_TOKEN_FILE`'s token when set (for `--addr` servers), else the
+/// `bench` caller of in-process servers.
+pub fn bearer() -> Bearer {
+    let token = std::env::var_os("CREDVAULT_TOKEN_FILE")
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_else(|| BENCH_TOKEN.to_owned());
+    Bearer::new(&token).expect("a valid token")
+}
+
+/// A vault client on `chan` calling as [`bearer`].
+pub fn client(chan: Channel) -> VaultClient {
+    credvault::client::vault_client(chan, bearer())
+}
 
 /// A scratch directory removed on drop. Under the system temp dir (override with TMPDIR): on
 /// this machine that is the same disk as the checkout, so fsync costs what it costs for real.
@@ -89,6 +107,10 @@ pub fn config(data_dir: &Path) -> Config {
     // Validation is never exercised here; keep any accidental call on loopback.
     c.twilio.api_base = "http://127.0.0.1:9".into();
     c.twilio.messaging_base = "http://127.0.0.1:9".into();
+    c.callers = vec![credvault::auth::Caller::admin(
+        "bench",
+        credvault::auth::token::TokenHash::of(BENCH_TOKEN),
+    )];
     c
 }
 
@@ -290,7 +312,7 @@ pub async fn preload_remote(addr: SocketAddr, n: usize) -> Result<(), String> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for w in 0..64.min(n) {
-        let mut client = CredentialVaultClient::new(chans[w % chans.len()].clone());
+        let mut client = client(chans[w % chans.len()].clone());
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
             loop {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use credvault::proto::v1::{self as pb, credential_vault_client::CredentialVaultClient};
+use credvault::proto::v1 as pb;
 
 use crate::jobs::status;
 use crate::server::{channels, label, wait_serving, wait_unlocked, OWNER};
@@ -63,7 +63,7 @@ pub async fn measure(data_dir: &Path, creds: usize) -> Result<Startup, String> {
     let to_serving = started.elapsed();
     let rss_serving_kib = proc_status_kib(pid, "VmRSS")?;
 
-    touch_all(addr, creds).await?;
+    touch_all(addr, creds, data_dir).await?;
     let rss_used_kib = proc_status_kib(pid, "VmRSS")?;
     let hwm_kib = proc_status_kib(pid, "VmHWM")?;
     child.stop();
@@ -78,9 +78,17 @@ pub async fn measure(data_dir: &Path, creds: usize) -> Result<Startup, String> {
 }
 
 /// Lists every credential (pages of 500) and resolves one in ten: what a busy day touches.
-async fn touch_all(addr: std::net::SocketAddr, creds: usize) -> Result<(), String> {
+async fn touch_all(
+    addr: std::net::SocketAddr,
+    creds: usize,
+    data_dir: &Path,
+) -> Result<(), String> {
     let chans = channels(addr, 1).await?;
-    let mut client = CredentialVaultClient::new(chans[0].clone());
+    // The server has no callers configured: it made a bootstrap admin token in its data dir.
+    let token = std::fs::read_to_string(data_dir.join(credvault::auth::ADMIN_TOKEN_FILE))
+        .map_err(|e| format!("the bootstrap token: {e}"))?;
+    let bearer = credvault::client::Bearer::new(&token).ok_or("an empty bootstrap token")?;
+    let mut client = credvault::client::vault_client(chans[0].clone(), bearer);
     let mut token = String::new();
     let mut listed = 0;
     loop {

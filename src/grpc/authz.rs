@@ -1,0 +1,31 @@
+//! The caller of a request: its bearer token (or certificate identities) checked against the
+//! callers in force for the RPC's scope and the request's owner, before anything else is read.
+
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+use tracing::Span;
+
+use crate::auth::{token, Access, Caller, Presented, Scope};
+
+/// The caller, recorded on the RPC's span; or UNAUTHENTICATED / PERMISSION_DENIED.
+pub(super) fn authorize<T>(
+    access: &Access,
+    req: &Request<T>,
+    scope: Scope,
+    owner: &str,
+) -> Result<Arc<Caller>, Status> {
+    let token = match req.metadata().get("authorization") {
+        None => None,
+        Some(value) => Some(value.to_str().ok().and_then(token::bearer).ok_or_else(|| {
+            Status::unauthenticated("authorization metadata must be `Bearer <token>`")
+        })?),
+    };
+    let presented = Presented {
+        token,
+        cert_identities: &[],
+    };
+    let caller = access.authorize(presented, scope, owner)?;
+    Span::current().record("caller", caller.name.as_str());
+    Ok(caller)
+}
