@@ -30,10 +30,13 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
-const SECRETS: [&str; 3] = [
+const SECRETS: [&str; 5] = [
     AUTH_TOKEN,
     API_KEY_SECRET,
     "not-hex-but-secret-zzzzzzzzzzzzz",
+    TEST_TOKEN,
+    // A caller's token that no caller has.
+    "cvt_an-unknown-callers-token-zzzzzzzzzzzzzz",
 ];
 
 #[tokio::test]
@@ -97,12 +100,28 @@ async fn secrets_never_reach_logs_errors_or_debug() {
     })
     .await
     .unwrap();
+    // Refused callers: an unknown token, and the bootstrap-style header without a scheme.
+    let mut stranger = client_with(server.channel().await, SECRETS[4]);
+    errors.push(
+        stranger
+            .resolve(resolve_request("acme", "key"))
+            .await
+            .unwrap_err(),
+    );
+    let mut raw = tonic::Request::new(resolve_request("acme", "key"));
+    raw.metadata_mut()
+        .insert("authorization", SECRETS[4].parse().unwrap());
+    let mut plain = credvault::proto::v1::credential_vault_client::CredentialVaultClient::new(
+        server.channel().await,
+    );
+    errors.push(plain.resolve(raw).await.unwrap_err());
     server.stop().await.unwrap();
 
     let debug = format!(
-        "{:?} {:?} {:?} {:?}",
+        "{:?} {:?} {:?} {:?} {:?}",
         resolved,
         resolved_key,
+        credvault::client::Bearer::new(TEST_TOKEN).unwrap(),
         add_request("acme", "x", token_credential()),
         add_request("acme", "x", api_key_credential())
     );

@@ -12,7 +12,9 @@ trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 50); do grpcurl -plaintext "$addr" list >/dev/null 2>&1 && break; sleep 0.1; done
 kill -0 $pid 2>/dev/null || { echo "$bin did not start:"; cat "$work/server.log"; exit 1; }
 
-rpc() { grpcurl -plaintext -d "$2" "$addr" "credvault.v1.CredentialVault/$1"; }
+# No callers configured: the first start wrote the bootstrap admin token into the data dir.
+token=$(cat "$work/data/admin.token")
+rpc() { grpcurl -plaintext -H "authorization: Bearer $token" -d "$2" "$addr" "credvault.v1.CredentialVault/$1"; }
 expect() { # expect NEEDLE OUTPUT
   grep -q -- "$1" <<<"$2" || { echo "expected '$1' in:"; echo "$2"; exit 1; }
 }
@@ -29,9 +31,15 @@ expect '"label": "prod"' "$out"
 if grep -q f00dfeedcafe <<<"$out"; then echo "List leaked a secret"; exit 1; fi
 expect '"password": "f00dfeedcafe0123456789abcdef4242"' "$(rpc Resolve '{"owner":"acme","label":"prod"}')"
 expect 'InvalidArgument' "$(rpc Resolve '{"owner":"acme","label":"Not Valid"}' 2>&1 || true)"
+expect 'Unauthenticated' "$(grpcurl -plaintext -d '{"owner":"acme","label":"prod"}' "$addr" credvault.v1.CredentialVault/Resolve 2>&1 || true)"
+# The CLI, with the same token.
+cli() { CREDVAULT_ADDR=http://$addr CREDVAULT_TOKEN_FILE=$work/data/admin.token "$bin" "$@"; }
+expect 'prod' "$(cli list acme)"
+expect '"label":"prod"' "$(cli list acme -o json)"
+expect 'SERVING' "$(cli health)"
 expect '"version": "1"' "$(rpc Delete '{"owner":"acme","label":"prod"}')"
 expect 'NotFound' "$(rpc Resolve '{"owner":"acme","label":"prod"}' 2>&1 || true)"
 
 kill -TERM $pid; wait $pid
-if grep -q f00dfeedcafe "$work/server.log"; then echo "secret in server log"; exit 1; fi
+if grep -q -e f00dfeedcafe -e "$token" "$work/server.log"; then echo "secret in server log"; exit 1; fi
 echo "grpcurl smoke: ok"

@@ -8,6 +8,7 @@ mod config_cmd;
 mod exit;
 mod logs;
 mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -67,7 +68,10 @@ pub enum Command {
     Delete(client::delete::DeleteArgs),
     /// Ask a server whether it is serving (exit 0) or not (exit 1): for container health checks.
     Health(client::health::HealthArgs),
-    // Room for `token`, `keys`, `backup` and `audit`: each a subcommand group of its own.
+    /// Make caller tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    // Room for `keys`, `backup` and `audit`: each a subcommand group of its own.
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -76,6 +80,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         None => serve::run(cli.serve, log_format).await,
         Some(Command::Serve(args)) => serve::run(args, log_format).await,
         Some(Command::Config(command)) => config_cmd::run(command),
+        Some(Command::Token(command)) => token::run(command),
         Some(client) => {
             logs::init_client(log_format.as_deref());
             match client {
@@ -85,7 +90,9 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Command::Resolve(args) => client::resolve::run(args).await,
                 Command::Delete(args) => client::delete::run(args).await,
                 Command::Health(args) => client::health::run(args).await,
-                Command::Serve(_) | Command::Config(_) => unreachable!("matched above"),
+                Command::Serve(_) | Command::Config(_) | Command::Token(_) => {
+                    unreachable!("matched above")
+                }
             }
         }
     };

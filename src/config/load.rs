@@ -113,7 +113,7 @@ impl Sources {
 }
 
 /// A `[[callers]]` block, as the file would hold it (the token only as its hash).
-pub(crate) fn render_caller(c: &auth::Caller) -> String {
+pub fn render_caller(c: &auth::Caller) -> String {
     let list = |items: Vec<String>| {
         let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
         format!("[{}]", quoted.join(", "))

@@ -9,7 +9,7 @@ mod file;
 mod load;
 mod settings;
 
-pub use load::{Loaded, Origin, Sources};
+pub use load::{render_caller, Loaded, Origin, Sources};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

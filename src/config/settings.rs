@@ -202,7 +202,14 @@ pub(super) static SETTINGS: &[Setting] = settings! {
 };
 
 /// `CREDVAULT_*` variables that are not settings but are read by the command line.
-pub(super) const OTHER_ENV: &[&str] = &["CREDVAULT_CONFIG", "CREDVAULT_ADDR", "CREDVAULT_TIMEOUT"];
+/// (`CREDVAULT_GIT_COMMIT` is build.rs's, which cargo also hands the processes it runs.)
+pub(super) const OTHER_ENV: &[&str] = &[
+    "CREDVAULT_CONFIG",
+    "CREDVAULT_ADDR",
+    "CREDVAULT_TIMEOUT",
+    "CREDVAULT_TOKEN_FILE",
+    "CREDVAULT_GIT_COMMIT",
+];
 
 pub(super) fn find(name: &str) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name == name)
