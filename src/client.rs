@@ -14,8 +14,9 @@ use crate::proto::v1::credential_vault_client::CredentialVaultClient;
 pub type VaultClient = CredentialVaultClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds the token to each request, marked sensitive (HTTP/2 never indexes it in HPACK tables).
+/// [`Bearer::none`] adds nothing: for callers known by their mTLS client certificate.
 #[derive(Clone)]
-pub struct Bearer(MetadataValue<Ascii>);
+pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Bearer {
     /// `None` if the token is empty or not valid header text.
@@ -26,7 +27,12 @@ impl Bearer {
         }
         let mut value = MetadataValue::try_from(format!("Bearer {token}")).ok()?;
         value.set_sensitive(true);
-        Some(Self(value))
+        Some(Self(Some(value)))
+    }
+
+    /// No token: the caller is its client certificate.
+    pub fn none() -> Self {
+        Self(None)
     }
 }
 
@@ -38,7 +44,9 @@ impl fmt::Debug for Bearer {
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
         Ok(req)
     }
 }

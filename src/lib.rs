@@ -19,6 +19,7 @@ pub mod domain;
 mod grpc;
 pub mod process;
 pub mod proto;
+mod reload;
 pub mod store;
 mod transport;
 pub mod twilio;
@@ -29,6 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub use config::Config;
 
@@ -70,6 +72,8 @@ pub enum ServeError {
     Flush(#[from] vault::VaultError),
     #[error(transparent)]
     Bootstrap(#[from] auth::BootstrapError),
+    #[error("TLS: {0}")]
+    Tls(#[from] transport::TlsError),
     #[error("invalid [[callers]]: {0}")]
     Callers(String),
     #[error("opening the data dir failed unexpectedly ({0}); the store may be damaged")]
@@ -109,29 +113,6 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     Ok(Arc::new(vault))
 }
 
-/// The callers of the config, or, when it names none, the bootstrap admin of the data dir.
-pub async fn access(config: &Config) -> Result<auth::Access, ServeError> {
-    if !config.callers.is_empty() {
-        let callers = auth::Callers::new(config.callers.clone()).map_err(ServeError::Callers)?;
-        tracing::info!(callers = callers.len(), "callers configured");
-        return Ok(auth::Access::new(callers));
-    }
-    let dir = config.data_dir.clone();
-    let (admin, path, created) = tokio::task::spawn_blocking(move || {
-        data_dir::prepare(&dir)?;
-        Ok::<_, ServeError>(auth::bootstrap_caller(&dir)?)
-    })
-    .await
-    .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
-    tracing::info!(
-        path = %path.display(),
-        created,
-        "no [[callers]] configured: the bootstrap admin token in this file (all scopes, all owners) is the only caller"
-    );
-    let callers = auth::Callers::new(vec![admin]).map_err(ServeError::Callers)?;
-    Ok(auth::Access::new(callers))
-}
-
 /// Serves credvault on `listener` until `shutdown` completes, then drains in-flight RPCs and
 /// flushes the store.
 pub async fn serve(
@@ -139,10 +120,21 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    serve_reloading(listener, config, shutdown, watch::channel(None).1).await
+}
+
+/// [`serve`], taking each config sent on `reloads` (SIGHUP): its callers and TLS certificates
+/// replace those in force; a broken one is logged and changes nothing.
+pub async fn serve_reloading(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    reloads: watch::Receiver<Option<Config>>,
+) -> Result<(), ServeError> {
     // Before the data dir is touched: a bad Twilio base is a config error.
     let twilio = twilio::TwilioClient::new(&config.twilio)?;
     let vault = open_vault(&config).await?;
-    run(listener, &config, vault, twilio, shutdown).await
+    serve_vault(listener, &config, vault, twilio, shutdown, reloads).await
 }
 
 /// [`serve`] over a vault that is already open (tests inject stores with faults this way).
@@ -153,7 +145,36 @@ pub async fn run(
     twilio: twilio::TwilioClient,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let access = Arc::new(access(config).await?);
+    serve_vault(
+        listener,
+        config,
+        vault,
+        twilio,
+        shutdown,
+        watch::channel(None).1,
+    )
+    .await
+}
+
+async fn serve_vault(
+    listener: TcpListener,
+    config: &Config,
+    vault: Arc<Vault>,
+    twilio: twilio::TwilioClient,
+    shutdown: impl Future<Output = ()>,
+    reloads: watch::Receiver<Option<Config>>,
+) -> Result<(), ServeError> {
+    let tls = match config.tls.enabled() {
+        true => Some(Arc::new(transport::Acceptor::load(&config.tls)?)),
+        false => None,
+    };
+    let access = Arc::new(auth::Access::new(reload::callers(config).await?));
+    let reloading = tokio::spawn(reload::follow(
+        reloads,
+        config.clone(),
+        access.clone(),
+        tls.clone(),
+    ));
     let (routes, health) = grpc::routes(vault.clone(), twilio, access, config).await?;
     let follow = tokio::spawn(grpc::follow_store_health(
         vault.store_health(),
@@ -162,6 +183,8 @@ pub async fn run(
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),
+        tls = tls.is_some(),
+        mtls = config.tls.client_ca_file.is_some(),
         version = VERSION,
         "credvault serving"
     );
@@ -174,11 +197,13 @@ pub async fn run(
         listener,
         routes,
         &config.limits,
+        tls,
         grpc::is_hot_read,
         shutdown,
     )
     .await;
     follow.abort();
+    reloading.abort();
     served?;
     vault.flush().await?;
     tracing::info!("credvault stopped");

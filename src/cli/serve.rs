@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use credvault::config::{Loaded, Sources};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
 
 use super::exit::Exit;
 use super::logs;
 
 /// Flags override the config file and the `CREDVAULT_*` environment.
-#[derive(Debug, Default, clap::Args)]
+#[derive(Debug, Default, Clone, clap::Args)]
 pub struct ServeArgs {
     /// TOML config file [env: CREDVAULT_CONFIG]
     #[arg(long, value_name = "FILE")]
@@ -46,7 +47,7 @@ pub fn load(
 }
 
 pub async fn run(args: ServeArgs, log_format: Option<String>) -> Exit {
-    let loaded = match load(args, log_format) {
+    let loaded = match load(args.clone(), log_format.clone()) {
         Ok(loaded) => loaded,
         Err(e) => {
             // Logging is configured by the config that just failed: say it plainly.
@@ -68,7 +69,11 @@ pub async fn run(args: ServeArgs, log_format: Option<String>) -> Exit {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("cannot listen on {}: {e}", config.listen)),
     };
-    match credvault::serve(listener, config, shutdown_signal()).await {
+    let reloads = match reload_on_sighup(args, log_format) {
+        Ok(reloads) => reloads,
+        Err(e) => return fail(&format!("cannot install the SIGHUP handler: {e}")),
+    };
+    match credvault::serve_reloading(listener, config, shutdown_signal(), reloads).await {
         Ok(()) => Exit::Ok,
         Err(e) => fail(&e),
     }
@@ -77,6 +82,33 @@ pub async fn run(args: ServeArgs, log_format: Option<String>) -> Exit {
 fn fail(e: &dyn std::fmt::Display) -> Exit {
     tracing::error!("{e}");
     Exit::Failure
+}
+
+/// On SIGHUP, the config read again as at start (file, environment, flags). A broken one is
+/// logged and not sent: the config in force stays.
+fn reload_on_sighup(
+    args: ServeArgs,
+    log_format: Option<String>,
+) -> std::io::Result<watch::Receiver<Option<credvault::Config>>> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reading the config again");
+            match load(args.clone(), log_format.clone()) {
+                Ok(loaded) => {
+                    for warning in &loaded.warnings {
+                        tracing::warn!("{warning}");
+                    }
+                    if tx.send(Some(loaded.config)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!("config reload failed, the config in force stays: {e}"),
+            }
+        }
+    });
+    Ok(rx)
 }
 
 async fn shutdown_signal() {

@@ -103,6 +103,7 @@ impl Sources {
             .map(|k| format!("ignoring unknown environment variable {k} (not a credvault setting)"))
             .collect();
         config.callers = callers;
+        config.check()?;
         Ok(Loaded {
             config,
             warnings,

@@ -32,6 +32,57 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `[[callers]]` (file only). Empty: the bootstrap admin token in the data dir.
     pub callers: Vec<crate::auth::Caller>,
+    pub tls: TlsConfig,
+    /// `CREDVAULT_ALLOW_INSECURE_PLAINTEXT`: listen off loopback without TLS (default false).
+    pub allow_insecure_plaintext: bool,
+}
+
+/// Server TLS (`[tls]`): on when `cert_file` and `key_file` are set; mTLS with `client_ca_file`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// `CREDVAULT_TLS_CERT_FILE`: the server's certificate chain (PEM).
+    pub cert_file: Option<PathBuf>,
+    /// `CREDVAULT_TLS_KEY_FILE`: its private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// `CREDVAULT_TLS_CLIENT_CA_FILE`: CA certificates (PEM) that client certificates must chain to.
+    pub client_ca_file: Option<PathBuf>,
+    /// `CREDVAULT_TLS_CLIENT_AUTH`: with a client CA, whether a client certificate is required.
+    pub client_auth: ClientAuth,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some() || self.key_file.is_some()
+    }
+}
+
+/// Whether a client certificate is required (`required`, the default) or may be absent
+/// (`optional`: such callers use a bearer token).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClientAuth {
+    #[default]
+    Required,
+    Optional,
+}
+
+impl ClientAuth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::Required => "required",
+            ClientAuth::Optional => "optional",
+        }
+    }
+}
+
+impl FromStr for ClientAuth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "required" => Ok(ClientAuth::Required),
+            "optional" => Ok(ClientAuth::Optional),
+            _ => Err(format!("`{s}` is not a client_auth (required or optional)")),
+        }
+    }
 }
 
 /// How credvault talks to Twilio when validating.
@@ -177,7 +228,43 @@ impl Config {
             },
             log_format: LogFormat::Text,
             callers: Vec::new(),
+            tls: TlsConfig::default(),
+            allow_insecure_plaintext: false,
         }
+    }
+
+    /// Rules across settings, checked once they are all read.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let err = |place: &str, reason: String| ConfigError {
+            place: place.into(),
+            reason,
+        };
+        let tls = &self.tls;
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(err(
+                "tls",
+                "tls.cert_file and tls.key_file go together: set both, or neither".into(),
+            ));
+        }
+        if tls.client_ca_file.is_some() && !tls.enabled() {
+            return Err(err(
+                "tls.client_ca_file",
+                "mTLS needs server TLS: set tls.cert_file and tls.key_file too".into(),
+            ));
+        }
+        if !tls.enabled() && !self.listen.ip().is_loopback() && !self.allow_insecure_plaintext {
+            return Err(err(
+                "server.listen",
+                format!(
+                    "{} is not a loopback address and TLS is off: bearer tokens and Resolve's \
+                     secrets would cross the network in clear. Set tls.cert_file and \
+                     tls.key_file, or, behind a TLS-terminating proxy on a private network, \
+                     server.allow_insecure_plaintext = true",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The master key file in use, and whether credvault may create it.
@@ -206,6 +293,7 @@ mod tests {
 
         let c = Config::from_source(|k| match k {
             "CREDVAULT_LISTEN" => Some("0.0.0.0:6000".into()),
+            "CREDVAULT_ALLOW_INSECURE_PLAINTEXT" => Some("true".into()),
             "CREDVAULT_MASTER_KEY_FILE" => Some("/run/secrets/k".into()),
             "CREDVAULT_TWILIO_API_BASE" => Some("http://127.0.0.1:9".into()),
             "CREDVAULT_SHUTDOWN_TIMEOUT_MS" => Some("1500".into()),

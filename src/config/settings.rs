@@ -143,6 +143,32 @@ impl Kind for Mebibytes {
     }
 }
 
+struct Bool;
+impl Kind for Bool {
+    type T = bool;
+    fn parse(text: &str) -> Result<bool, String> {
+        match text {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("`{text}` is not true or false")),
+        }
+    }
+    fn show(value: &bool) -> String {
+        value.to_string()
+    }
+}
+
+struct Auth;
+impl Kind for Auth {
+    type T = super::ClientAuth;
+    fn parse(text: &str) -> Result<super::ClientAuth, String> {
+        text.parse()
+    }
+    fn show(value: &super::ClientAuth) -> String {
+        quote(value.as_str())
+    }
+}
+
 struct Log;
 impl Kind for Log {
     type T = LogFormat;
@@ -176,6 +202,11 @@ macro_rules! settings {
 /// In the order `config check` prints them and `examples/credvault.toml` documents them.
 pub(super) static SETTINGS: &[Setting] = settings! {
     "server.listen", "CREDVAULT_LISTEN", Addr, |c| c.listen;
+    "server.allow_insecure_plaintext", "CREDVAULT_ALLOW_INSECURE_PLAINTEXT", Bool, |c| c.allow_insecure_plaintext;
+    "tls.cert_file", "CREDVAULT_TLS_CERT_FILE", OptionalPath, |c| c.tls.cert_file;
+    "tls.key_file", "CREDVAULT_TLS_KEY_FILE", OptionalPath, |c| c.tls.key_file;
+    "tls.client_ca_file", "CREDVAULT_TLS_CLIENT_CA_FILE", OptionalPath, |c| c.tls.client_ca_file;
+    "tls.client_auth", "CREDVAULT_TLS_CLIENT_AUTH", Auth, |c| c.tls.client_auth;
     "store.data_dir", "CREDVAULT_DATA_DIR", Path, |c| c.data_dir;
     "store.master_key_file", "CREDVAULT_MASTER_KEY_FILE", OptionalPath, |c| c.master_key_file;
     "store.cache_mb", "CREDVAULT_CACHE_MB", Mebibytes, |c| c.cache_bytes;

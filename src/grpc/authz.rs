@@ -7,6 +7,7 @@ use tonic::{Request, Status};
 use tracing::Span;
 
 use crate::auth::{token, Access, Caller, Presented, Scope};
+use crate::transport::ConnInfo;
 
 /// The caller, recorded on the RPC's span; or UNAUTHENTICATED / PERMISSION_DENIED.
 pub(super) fn authorize<T>(
@@ -21,9 +22,13 @@ pub(super) fn authorize<T>(
             Status::unauthenticated("authorization metadata must be `Bearer <token>`")
         })?),
     };
+    let identities = req
+        .extensions()
+        .get::<ConnInfo>()
+        .map(|c| c.identities.clone());
     let presented = Presented {
         token,
-        cert_identities: &[],
+        cert_identities: identities.as_deref().unwrap_or(&[]),
     };
     let caller = access.authorize(presented, scope, owner)?;
     Span::current().record("caller", caller.name.as_str());

@@ -22,10 +22,18 @@ use tonic::transport::server::Connected;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The URI and DNS SANs of the client's certificate, verified by the TLS handshake; empty
+    /// without TLS or without a client certificate.
+    pub identities: Arc<[String]>,
     first_request: Arc<AtomicBool>,
 }
 
 impl ConnInfo {
+    pub(super) fn with_identities(mut self, identities: Arc<[String]>) -> Self {
+        self.identities = identities;
+        self
+    }
+
     /// Called for every request; the first one lifts the connection's handshake deadline.
     pub fn saw_request(&self) {
         if !self.first_request.load(Ordering::Relaxed) {
@@ -77,6 +85,7 @@ impl Conn {
             stream,
             info: ConnInfo {
                 peer,
+                identities: Arc::new([]),
                 first_request: Arc::default(),
             },
             handshake: Some(Box::pin(tokio::time::sleep(handshake_timeout))),

@@ -6,12 +6,17 @@
 //! - `guard`: per RPC (in-flight cap with load shedding, server deadline, size limit).
 //! - `limit`: the size limit, as RESOURCE_EXHAUSTED for every service.
 //! - `request_id`: the id every log line of a request carries, echoed in `x-request-id`.
+//! - `tls`: our rustls acceptor (reloadable), concurrent handshakes, client certificate SANs.
 
 mod accept;
 mod conn;
 mod guard;
 mod limit;
 mod request_id;
+mod tls;
+
+pub(crate) use conn::ConnInfo;
+pub use tls::{Acceptor, TlsError};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +41,7 @@ pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     limits: &Limits,
+    tls: Option<Arc<Acceptor>>,
     quiet: fn(&str) -> bool,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
@@ -61,7 +67,7 @@ pub async fn serve(
         .layer(guard)
         .add_routes(routes)
         .serve_with_incoming_shutdown(
-            accept::Incoming::new(listener, limits, kill.clone()),
+            tls::Handshakes::new(accept::Incoming::new(listener, limits, kill.clone()), tls),
             shutdown,
         );
     tokio::pin!(server);

@@ -173,11 +173,20 @@ impl ChildServer {
 
     /// Sends SIGTERM (through kill(1): the tests keep `unsafe` out).
     pub fn sigterm(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends SIGHUP: reload the config.
+    pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
-            .expect("run kill -TERM");
-        assert!(status.success(), "kill -TERM failed");
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// Waits up to `limit` for the child to exit; `None` if it is still running (then killed).

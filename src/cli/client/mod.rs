@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use credvault::client::{vault_client, Bearer, VaultClient};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use zeroize::Zeroizing;
 
 use super::exit::Exit;
@@ -41,6 +41,25 @@ pub struct ClientArgs {
     /// ./credvault-data/admin.token, when it exists: the bootstrap admin token]
     #[arg(long, env = "CREDVAULT_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to verify the server with; implies TLS (an https:// --addr)
+    #[arg(long, env = "CREDVAULT_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS, with --key-file
+    #[arg(
+        long,
+        env = "CREDVAULT_CERT_FILE",
+        value_name = "FILE",
+        requires = "key_file"
+    )]
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(
+        long,
+        env = "CREDVAULT_KEY_FILE",
+        value_name = "FILE",
+        requires = "cert_file"
+    )]
+    pub key_file: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -49,6 +68,13 @@ impl ClientArgs {
             eprintln!("credvault: invalid --addr {}: {e}", self.addr);
             Exit::Usage
         })?;
+        let endpoint = match self.tls()? {
+            Some(tls) => endpoint.tls_config(tls).map_err(|e| {
+                eprintln!("credvault: TLS: {}", chain(&e));
+                Exit::Usage
+            })?,
+            None => endpoint,
+        };
         endpoint
             .connect_timeout(self.timeout)
             .timeout(self.timeout)
@@ -58,6 +84,28 @@ impl ClientArgs {
                 eprintln!("credvault: cannot connect to {}: {}", self.addr, chain(&e));
                 Exit::Failure
             })
+    }
+
+    /// TLS when the address is https:// or a CA file is given; mTLS with a client certificate.
+    fn tls(&self) -> Result<Option<ClientTlsConfig>, Exit> {
+        if !self.addr.starts_with("https://") && self.ca_file.is_none() {
+            return Ok(None);
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                eprintln!("credvault: cannot read {}: {e}", path.display());
+                Exit::Usage
+            })
+        };
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &self.ca_file {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            let key = Zeroizing::new(read(key)?);
+            tls = tls.identity(Identity::from_pem(read(cert)?, key.as_slice()));
+        }
+        Ok(Some(tls))
     }
 
     /// A vault client calling with the token file's token.
@@ -76,6 +124,10 @@ impl ClientArgs {
                 dir.join(credvault::auth::ADMIN_TOKEN_FILE)
             }
         };
+        if self.token_file.is_none() && self.cert_file.is_some() && !path.exists() {
+            // An mTLS caller: its certificate names it.
+            return Ok(Bearer::none());
+        }
         let token = std::fs::read_to_string(&path).map(Zeroizing::new).map_err(|e| {
             eprintln!(
                 "credvault: cannot read the token file {}: {e} (give one with --token-file or CREDVAULT_TOKEN_FILE)",
