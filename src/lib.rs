@@ -10,6 +10,7 @@
 //! data dir's housekeeping stay private.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -72,6 +73,8 @@ pub enum ServeError {
     Flush(#[from] vault::VaultError),
     #[error(transparent)]
     Bootstrap(#[from] auth::BootstrapError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
     #[error("TLS: {0}")]
     Tls(#[from] transport::TlsError),
     #[error("invalid [[callers]]: {0}")]
@@ -175,7 +178,13 @@ async fn serve_vault(
         access.clone(),
         tls.clone(),
     ));
-    let (routes, health) = grpc::routes(vault.clone(), twilio, access, config).await?;
+    let audit = {
+        let (audit, dir) = (config.audit.clone(), config.data_dir.clone());
+        tokio::task::spawn_blocking(move || audit::AuditLog::open(&audit, &dir))
+            .await
+            .map_err(|e| ServeError::OpenPanicked(e.to_string()))??
+    };
+    let (routes, health) = grpc::routes(vault.clone(), twilio, access, audit, config).await?;
     let follow = tokio::spawn(grpc::follow_store_health(
         vault.store_health(),
         health.clone(),

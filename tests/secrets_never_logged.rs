@@ -125,6 +125,11 @@ async fn secrets_never_reach_logs_errors_or_debug() {
         add_request("acme", "x", token_credential()),
         add_request("acme", "x", api_key_credential())
     );
+    let audit = std::fs::read_to_string(dir.path().join("data/audit.log")).unwrap();
+    assert!(
+        audit.lines().count() >= 10,
+        "the audit log is incomplete:\n{audit}"
+    );
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     // The capture works: the server's own events and the transport's TRACE events are in it.
     assert!(
@@ -135,6 +140,7 @@ async fn secrets_never_reach_logs_errors_or_debug() {
     assert!(debug.contains("[REDACTED]") || debug.contains(".."));
     for secret in SECRETS {
         assert!(!logs.contains(secret), "secret in logs");
+        assert!(!audit.contains(secret), "secret in the audit log");
         assert!(!debug.contains(secret), "secret in Debug output: {debug}");
         for e in &errors {
             assert!(

@@ -3,6 +3,7 @@
 //! `health` are gRPC clients of a running server. `--help`, `--version` and usage errors print
 //! and exit without touching the disk. Exit codes: [`exit::Exit`] (stable, in the README).
 
+mod audit_cmd;
 mod client;
 mod config_cmd;
 mod exit;
@@ -71,7 +72,10 @@ pub enum Command {
     /// Make caller tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
-    // Room for `keys`, `backup` and `audit`: each a subcommand group of its own.
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
+    // Room for `keys` and `backup`: each a subcommand group of its own.
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -81,6 +85,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Serve(args)) => serve::run(args, log_format).await,
         Some(Command::Config(command)) => config_cmd::run(command),
         Some(Command::Token(command)) => token::run(command),
+        Some(Command::Audit(command)) => audit_cmd::run(command),
         Some(client) => {
             logs::init_client(log_format.as_deref());
             match client {
@@ -90,7 +95,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Command::Resolve(args) => client::resolve::run(args).await,
                 Command::Delete(args) => client::delete::run(args).await,
                 Command::Health(args) => client::health::run(args).await,
-                Command::Serve(_) | Command::Config(_) | Command::Token(_) => {
+                Command::Serve(_) | Command::Config(_) | Command::Token(_) | Command::Audit(_) => {
                     unreachable!("matched above")
                 }
             }

@@ -33,8 +33,52 @@ pub struct Config {
     /// `[[callers]]` (file only). Empty: the bootstrap admin token in the data dir.
     pub callers: Vec<crate::auth::Caller>,
     pub tls: TlsConfig,
+    pub audit: AuditConfig,
     /// `CREDVAULT_ALLOW_INSECURE_PLAINTEXT`: listen off loopback without TLS (default false).
     pub allow_insecure_plaintext: bool,
+}
+
+/// The audit log (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// `CREDVAULT_AUDIT_PATH`; default `<data dir>/audit.log`.
+    pub path: Option<PathBuf>,
+    /// `CREDVAULT_AUDIT_DURABILITY`, default sync.
+    pub durability: AuditDurability,
+    /// `CREDVAULT_AUDIT_MAX_FILE_MB`: rotate past this, default 64 MiB.
+    pub max_file_bytes: u64,
+    /// `CREDVAULT_AUDIT_HEAD_INTERVAL_MS`: log the chain head this often, default 5 min.
+    pub head_interval: Duration,
+}
+
+/// When an audit record counts as written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuditDurability {
+    /// fsynced (group commit) before the RPC answers.
+    #[default]
+    Sync,
+    /// written before the RPC answers, fsynced within 100 ms.
+    Buffered,
+}
+
+impl AuditDurability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDurability::Sync => "sync",
+            AuditDurability::Buffered => "buffered",
+        }
+    }
+}
+
+impl FromStr for AuditDurability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(AuditDurability::Sync),
+            "buffered" => Ok(AuditDurability::Buffered),
+            _ => Err(format!("`{s}` is not a durability (sync or buffered)")),
+        }
+    }
 }
 
 /// Server TLS (`[tls]`): on when `cert_file` and `key_file` are set; mTLS with `client_ca_file`.
@@ -229,6 +273,12 @@ impl Config {
             log_format: LogFormat::Text,
             callers: Vec::new(),
             tls: TlsConfig::default(),
+            audit: AuditConfig {
+                path: None,
+                durability: AuditDurability::Sync,
+                max_file_bytes: 64 * 1024 * 1024,
+                head_interval: Duration::from_secs(300),
+            },
             allow_insecure_plaintext: false,
         }
     }

@@ -169,6 +169,17 @@ impl Kind for Auth {
     }
 }
 
+struct Durability;
+impl Kind for Durability {
+    type T = super::AuditDurability;
+    fn parse(text: &str) -> Result<super::AuditDurability, String> {
+        text.parse()
+    }
+    fn show(value: &super::AuditDurability) -> String {
+        quote(value.as_str())
+    }
+}
+
 struct Log;
 impl Kind for Log {
     type T = LogFormat;
@@ -229,6 +240,10 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "limits.validate_queue", "CREDVAULT_VALIDATE_QUEUE", Num<usize>, |c| c.limits.validate_queue;
     "limits.test_sms_per_credential_per_hour", "CREDVAULT_TEST_SMS_PER_CREDENTIAL_PER_HOUR", Num<u32>, |c| c.limits.test_sms_per_credential_per_hour;
     "limits.test_sms_per_recipient_per_hour", "CREDVAULT_TEST_SMS_PER_RECIPIENT_PER_HOUR", Num<u32>, |c| c.limits.test_sms_per_recipient_per_hour;
+    "audit.path", "CREDVAULT_AUDIT_PATH", OptionalPath, |c| c.audit.path;
+    "audit.durability", "CREDVAULT_AUDIT_DURABILITY", Durability, |c| c.audit.durability;
+    "audit.max_file_mb", "CREDVAULT_AUDIT_MAX_FILE_MB", Mebibytes, |c| c.audit.max_file_bytes;
+    "audit.head_interval_ms", "CREDVAULT_AUDIT_HEAD_INTERVAL_MS", Millis, |c| c.audit.head_interval;
     "log.format", "CREDVAULT_LOG_FORMAT", Log, |c| c.log_format;
 };
 

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use tonic::{Request, Status};
 use tracing::Span;
 
-use crate::auth::{token, Access, Caller, Presented, Scope};
+use crate::audit::Event;
+use crate::auth::{token, Access, AuthError, Caller, Presented, Scope};
 use crate::transport::ConnInfo;
 
 /// The caller, recorded on the RPC's span; or UNAUTHENTICATED / PERMISSION_DENIED.
 pub(super) fn authorize<T>(
     access: &Access,
+    event: &mut Event,
     req: &Request<T>,
     scope: Scope,
     owner: &str,
@@ -30,7 +32,13 @@ pub(super) fn authorize<T>(
         token,
         cert_identities: identities.as_deref().unwrap_or(&[]),
     };
-    let caller = access.authorize(presented, scope, owner)?;
+    let caller = access.authorize(presented, scope, owner).inspect_err(|e| {
+        // A known caller that was refused is named in the audit line too.
+        if let AuthError::Scope { caller, .. } | AuthError::Owner { caller, .. } = e {
+            event.caller = Some(caller.clone());
+        }
+    })?;
     Span::current().record("caller", caller.name.as_str());
+    event.caller = Some(caller.name.clone());
     Ok(caller)
 }

@@ -1,5 +1,6 @@
 //! The gRPC edge: the vault service, health and server reflection (v1 and v1alpha).
 
+mod audited;
 mod authz;
 mod convert;
 mod status;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
+use crate::audit::AuditLog;
 use crate::auth::Access;
 use crate::proto::{self, v1::credential_vault_server::CredentialVaultServer};
 use crate::store::Health;
@@ -26,6 +28,7 @@ pub async fn routes(
     vault: Arc<Vault>,
     twilio: TwilioClient,
     access: Arc<Access>,
+    audit: AuditLog,
     config: &Config,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let max_request_bytes = config.limits.max_request_bytes;
@@ -49,8 +52,9 @@ pub async fn routes(
     };
 
     let validator = Validator::new(vault.clone(), twilio, config);
-    let vault_service = CredentialVaultServer::new(VaultService::new(vault, validator, access))
-        .max_decoding_message_size(max_request_bytes);
+    let vault_service =
+        CredentialVaultServer::new(VaultService::new(vault, validator, access, audit))
+            .max_decoding_message_size(max_request_bytes);
     // transport::limit holds every service to the size limit first (as RESOURCE_EXHAUSTED);
     // tonic's own limit is the backstop, the same for all of them (not its 4 MiB default).
     let routes = Routes::new(vault_service)

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::Span;
 
+use super::audited::Audit;
 use super::authz::authorize;
 use super::convert::{self, Violations};
+use crate::audit::{AuditLog, Event};
 use crate::auth::{Access, AuthError, Caller, Scope};
 use crate::domain::{Label, Owner, PageToken, PhoneNumber};
 use crate::proto::v1 as pb;
@@ -20,14 +22,21 @@ pub struct VaultService {
     vault: Arc<Vault>,
     validator: Validator,
     access: Arc<Access>,
+    audit: AuditLog,
 }
 
 impl VaultService {
-    pub fn new(vault: Arc<Vault>, validator: Validator, access: Arc<Access>) -> Self {
+    pub fn new(
+        vault: Arc<Vault>,
+        validator: Validator,
+        access: Arc<Access>,
+        audit: AuditLog,
+    ) -> Self {
         Self {
             vault,
             validator,
             access,
+            audit,
         }
     }
 }
@@ -88,18 +97,22 @@ fn test_message(
     }))
 }
 
-#[tonic::async_trait]
-impl pb::credential_vault_server::CredentialVault for VaultService {
-    async fn add(&self, req: Request<pb::AddRequest>) -> Result<Response<pb::AddResponse>, Status> {
+impl VaultService {
+    async fn add_rpc(
+        &self,
+        req: Request<pb::AddRequest>,
+        event: &mut Event,
+    ) -> Result<Response<pb::AddResponse>, Status> {
         // Add with `validate` also talks to Twilio: it needs both scopes.
         let owner = &req.get_ref().owner;
-        let allowed = authorize(&self.access, &req, Scope::Write, owner).and_then(|caller| {
-            if req.get_ref().validate {
-                authorize(&self.access, &req, Scope::Validate, owner)
-            } else {
-                Ok(caller)
-            }
-        });
+        let allowed =
+            authorize(&self.access, event, &req, Scope::Write, owner).and_then(|caller| {
+                if req.get_ref().validate {
+                    authorize(&self.access, event, &req, Scope::Validate, owner)
+                } else {
+                    Ok(caller)
+                }
+            });
         let mut req = req.into_inner();
         let caller = match allowed {
             Ok(caller) => caller,
@@ -144,11 +157,18 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         }))
     }
 
-    async fn validate(
+    async fn validate_rpc(
         &self,
         req: Request<pb::ValidateRequest>,
+        event: &mut Event,
     ) -> Result<Response<pb::ValidateResponse>, Status> {
-        let caller = authorize(&self.access, &req, Scope::Validate, &req.get_ref().owner)?;
+        let caller = authorize(
+            &self.access,
+            event,
+            &req,
+            Scope::Validate,
+            &req.get_ref().owner,
+        )?;
         let req = req.into_inner();
         let mut v = Violations::default();
         let id = identity(&mut v, &req.owner, &req.label);
@@ -174,11 +194,12 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
 
     // Each RPC runs in the transport's `rpc` span (INFO for writes and Validate, DEBUG for the
     // hot reads Resolve and List); handlers record owner and label into it.
-    async fn list(
+    async fn list_rpc(
         &self,
         req: Request<pb::ListRequest>,
+        event: &mut Event,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        authorize(&self.access, &req, Scope::List, &req.get_ref().owner)?;
+        authorize(&self.access, event, &req, Scope::List, &req.get_ref().owner)?;
         let req = req.into_inner();
         let mut v = Violations::default();
         let owner = v.check("owner", Owner::parse(&req.owner));
@@ -209,11 +230,18 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         }))
     }
 
-    async fn delete(
+    async fn delete_rpc(
         &self,
         req: Request<pb::DeleteRequest>,
+        event: &mut Event,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        authorize(&self.access, &req, Scope::Write, &req.get_ref().owner)?;
+        authorize(
+            &self.access,
+            event,
+            &req,
+            Scope::Write,
+            &req.get_ref().owner,
+        )?;
         let req = req.into_inner();
         let mut v = Violations::default();
         let Some((owner, label)) = identity(&mut v, &req.owner, &req.label) else {
@@ -224,11 +252,18 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
         Ok(Response::new(pb::DeleteResponse { version }))
     }
 
-    async fn resolve(
+    async fn resolve_rpc(
         &self,
         req: Request<pb::ResolveRequest>,
+        event: &mut Event,
     ) -> Result<Response<pb::ResolveResponse>, Status> {
-        authorize(&self.access, &req, Scope::Resolve, &req.get_ref().owner)?;
+        authorize(
+            &self.access,
+            event,
+            &req,
+            Scope::Resolve,
+            &req.get_ref().owner,
+        )?;
         let req = req.into_inner();
         let mut v = Violations::default();
         let Some((owner, label)) = identity(&mut v, &req.owner, &req.label) else {
@@ -240,5 +275,61 @@ impl pb::credential_vault_server::CredentialVault for VaultService {
             .await?;
         tracing::debug!(version = resolved.version, "credential resolved");
         Ok(Response::new(convert::resolved(&resolved)))
+    }
+}
+
+/// Each RPC, audited: its line is written before its answer leaves (see `audited`).
+#[tonic::async_trait]
+impl pb::credential_vault_server::CredentialVault for VaultService {
+    async fn add(&self, req: Request<pb::AddRequest>) -> Result<Response<pb::AddResponse>, Status> {
+        let (owner, label) = (&req.get_ref().owner, &req.get_ref().label);
+        let mut audit = Audit::start(&self.audit, "Add", &req, owner, label);
+        if req.get_ref().validate && !req.get_ref().test_recipient.is_empty() {
+            audit.event.test_recipient = Some(req.get_ref().test_recipient.clone());
+        }
+        let result = self.add_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+
+    async fn validate(
+        &self,
+        req: Request<pb::ValidateRequest>,
+    ) -> Result<Response<pb::ValidateResponse>, Status> {
+        let (owner, label) = (&req.get_ref().owner, &req.get_ref().label);
+        let mut audit = Audit::start(&self.audit, "Validate", &req, owner, label);
+        if !req.get_ref().test_recipient.is_empty() {
+            audit.event.test_recipient = Some(req.get_ref().test_recipient.clone());
+        }
+        let result = self.validate_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let mut audit = Audit::start(&self.audit, "List", &req, &req.get_ref().owner, "");
+        let result = self.list_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let (owner, label) = (&req.get_ref().owner, &req.get_ref().label);
+        let mut audit = Audit::start(&self.audit, "Delete", &req, owner, label);
+        let result = self.delete_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+
+    async fn resolve(
+        &self,
+        req: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let (owner, label) = (&req.get_ref().owner, &req.get_ref().label);
+        let mut audit = Audit::start(&self.audit, "Resolve", &req, owner, label);
+        let result = self.resolve_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
     }
 }

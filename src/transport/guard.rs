@@ -109,6 +109,9 @@ where
             return Box::pin(std::future::ready(Ok(response)));
         };
         let oversized = Oversized::default();
+        let mut req = req;
+        req.extensions_mut()
+            .insert(request_id::RequestId(id.clone()));
         let req = req.map(|body| {
             Body::new(LimitedRequest::new(
                 body,

@@ -16,6 +16,7 @@ mod request_id;
 mod tls;
 
 pub(crate) use conn::ConnInfo;
+pub(crate) use request_id::RequestId;
 pub use tls::{Acceptor, TlsError};
 
 use std::future::Future;

@@ -7,6 +7,16 @@ use http::{HeaderMap, HeaderValue};
 
 pub const HEADER: &str = "x-request-id";
 
+/// The request's id, as a request extension (for the audit log).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("")
+    }
+}
+
 /// Makes ids unique across instances and restarts: a random prefix per process, then a counter
 /// (no system call, no lock per request).
 pub struct RequestIds {

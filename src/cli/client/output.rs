@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
+use credvault::audit::code_name;
 use credvault::proto::v1::{CredentialMetadata, ValidationResult, ValidationState};
 use credvault::proto::FILE_DESCRIPTOR_SET;
 use prost::Message;
@@ -170,18 +171,6 @@ pub fn status_report(status: &tonic::Status) -> String {
         let _ = writeln!(out, "  request id: {id}");
     }
     out
-}
-
-/// The canonical upper-case name (`NOT_FOUND`), as gRPC documents and grpcurl prints codes.
-fn code_name(code: tonic::Code) -> String {
-    let mut name = String::new();
-    for (i, ch) in format!("{code:?}").chars().enumerate() {
-        if ch.is_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(ch.to_ascii_uppercase());
-    }
-    name
 }
 
 #[cfg(test)]
