@@ -1,19 +1,21 @@
-//! The audit file: one JSON line per RPC, each carrying the SHA-256 of the line before, written
-//! by one thread with group commit. `sync`: a record is acknowledged after its batch's
-//! fdatasync; `buffered`: after the write, fsynced within 100 ms. Files rotate by size and the
-//! chain continues across them. After a failed write or sync the log is fail-stop: every later
-//! record fails (and so does its RPC) until a restart, which drops a torn last line.
+//! The audit file: one JSON line per RPC, each carrying the SHA-256 of the line before. The RPC
+//! writes its own line (under a lock that keeps the chain in order: one `write(2)` to the page
+//! cache, a few microseconds), so a failed write fails that RPC. A syncer thread then fsyncs:
+//! with `sync` the RPC waits for it (group commit: one fdatasync covers every line written
+//! before it started); with `buffered` it runs every 100 ms. Files rotate by size and the chain
+//! continues across them. After a failed write or sync the log is fail-stop: every later record
+//! fails (and so does its RPC) until a restart, which drops a torn last line.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use super::record::Event;
 use crate::config::{AuditConfig, AuditDurability};
@@ -22,23 +24,46 @@ use crate::config::{AuditConfig, AuditDurability};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Buffered records reach the disk within this.
 const BUFFERED_SYNC: Duration = Duration::from_millis(100);
-/// Records written per batch at most.
-const MAX_BATCH: usize = 1024;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the audit log cannot be written ({0}); RPCs are refused until it can (restart credvault)")]
 pub struct AuditError(String);
 
-struct Job {
-    event: Event,
-    done: oneshot::Sender<Result<(), AuditError>>,
-}
-
-/// The handle RPCs record through. Dropping the last one stops the writer after a final sync.
+/// The handle RPCs record through.
 #[derive(Clone)]
 pub struct AuditLog {
-    jobs: mpsc::Sender<Job>,
-    failed: Arc<AtomicBool>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    failed: AtomicBool,
+    sync: bool,
+    /// Lines known to be on disk (and whether syncing failed).
+    synced: watch::Sender<Synced>,
+    /// Set when a `sync` record waits for the syncer.
+    wanted: Mutex<bool>,
+    wake: Condvar,
+    head_every: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Synced {
+    lines: u64,
+    failed: bool,
+}
+
+struct State {
+    path: PathBuf,
+    file: File,
+    /// A handle on the same file for the syncer, so fdatasync runs outside the lock.
+    sync_handle: Arc<File>,
+    regular: bool,
+    size: u64,
+    head: String,
+    /// Lines written since start.
+    lines: u64,
+    max_bytes: u64,
 }
 
 impl AuditLog {
@@ -47,73 +72,126 @@ impl AuditLog {
             .path
             .clone()
             .unwrap_or_else(|| data_dir.join("audit.log"));
-        let writer = Writer::open(path, config).map_err(|e| AuditError(e.to_string()))?;
-        let (jobs, rx) = mpsc::channel();
-        let failed = Arc::new(AtomicBool::new(false));
-        let flag = failed.clone();
+        let state = State::open(path, config).map_err(|e| AuditError(e.to_string()))?;
+        state.log_head("audit log open");
+        let inner = Arc::new(Inner {
+            state: Mutex::new(state),
+            failed: AtomicBool::new(false),
+            sync: config.durability == AuditDurability::Sync,
+            synced: watch::Sender::new(Synced::default()),
+            wanted: Mutex::new(false),
+            wake: Condvar::new(),
+            head_every: config.head_interval,
+        });
+        let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
-            .name("credvault-audit".into())
-            .spawn(move || writer.run(rx, flag))
+            .name("credvault-audit-sync".into())
+            .spawn(move || syncer(weak))
             .map_err(|e| AuditError(e.to_string()))?;
-        Ok(Self { jobs, failed })
+        Ok(Self { inner })
     }
 
-    /// Waits until `event` is written (and, with `sync`, on disk).
+    /// Writes `event`'s line; with `sync`, waits until it is on disk.
     pub async fn record(&self, event: Event) -> Result<(), AuditError> {
-        if self.failed.load(Ordering::Relaxed) {
+        let inner = &self.inner;
+        if inner.failed.load(Ordering::Relaxed) {
             return Err(AuditError("an earlier write failed".into()));
         }
-        let (done, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { event, done })
-            .map_err(|_| AuditError("the writer stopped".into()))?;
-        answer
+        let line = {
+            let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.append(&event).inspect_err(|e| inner.fail(e))?
+        };
+        if !inner.sync {
+            return Ok(());
+        }
+        let mut synced = inner.synced.subscribe();
+        *inner.wanted.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        inner.wake.notify_one();
+        let done = synced
+            .wait_for(|s| s.failed || s.lines >= line)
             .await
-            .unwrap_or_else(|_| Err(AuditError("the writer stopped".into())))
+            .map_err(|_| AuditError("the syncer stopped".into()))?;
+        if done.failed {
+            return Err(AuditError("an fsync failed".into()));
+        }
+        Ok(())
     }
 }
 
-struct Writer {
-    path: PathBuf,
-    file: File,
-    regular: bool,
-    size: u64,
-    head: String,
-    lines: u64,
-    sync: bool,
-    max_bytes: u64,
-    head_every: Duration,
+impl Inner {
+    fn fail(&self, e: &AuditError) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            tracing::error!("{e}");
+        }
+        self.synced.send_modify(|s| s.failed = true);
+    }
 }
 
-impl Writer {
+/// fsyncs what was written: when a `sync` record asks, and every 100 ms when there is anything.
+/// Ends (after a last sync) when the log is dropped.
+fn syncer(inner: Weak<Inner>) {
+    let mut head_logged = Instant::now();
+    loop {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        {
+            let wanted = inner.wanted.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut wanted, _) = inner
+                .wake
+                .wait_timeout_while(wanted, BUFFERED_SYNC, |w| !*w)
+                .unwrap_or_else(|e| e.into_inner());
+            *wanted = false;
+        }
+        let (handle, written) = {
+            let state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            (state.sync_handle.clone(), state.lines)
+        };
+        if written > inner.synced.borrow().lines && !inner.failed.load(Ordering::Relaxed) {
+            match handle.sync_data() {
+                Ok(()) => inner.synced.send_modify(|s| s.lines = s.lines.max(written)),
+                Err(e) => inner.fail(&AuditError(e.to_string())),
+            }
+        }
+        if head_logged.elapsed() >= inner.head_every {
+            inner
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .log_head("periodic");
+            head_logged = Instant::now();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = state.file.sync_data();
+        state.log_head("audit log closed");
+    }
+}
+
+impl State {
     fn open(path: PathBuf, config: &AuditConfig) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&path)?;
-        let meta = file.metadata()?;
-        let regular = meta.is_file();
+        let file = open_append(&path)?;
+        let regular = file.metadata()?.is_file();
         let (head, size) = if regular {
             recover(&path, &file)?
         } else {
-            // A device (e.g. /dev/null, or /dev/full in tests): nothing to read back.
+            // A device (e.g. /dev/full in tests): nothing to read back.
             (GENESIS.to_owned(), 0)
         };
-        let writer = Self {
+        Ok(Self {
+            sync_handle: Arc::new(file.try_clone()?),
             path,
             file,
             regular,
             size,
             head,
             lines: 0,
-            sync: config.durability == AuditDurability::Sync,
             max_bytes: config.max_file_bytes,
-            head_every: config.head_interval,
-        };
-        writer.log_head("audit log open");
-        Ok(writer)
+        })
     }
 
     fn log_head(&self, what: &str) {
@@ -125,86 +203,20 @@ impl Writer {
         );
     }
 
-    fn run(mut self, jobs: mpsc::Receiver<Job>, failed: Arc<AtomicBool>) {
-        let mut dirty_since: Option<Instant> = None;
-        let mut head_logged = Instant::now();
-        loop {
-            let wait = match dirty_since {
-                Some(t) => BUFFERED_SYNC.saturating_sub(t.elapsed()),
-                None => self.head_every.saturating_sub(head_logged.elapsed()),
-            };
-            let first = match jobs.recv_timeout(wait) {
-                Ok(job) => Some(job),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = self.file.sync_data();
-                    self.log_head("audit log closed");
-                    return;
-                }
-            };
-            let mut batch: Vec<Job> = first.into_iter().collect();
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            let result = if failed.load(Ordering::Relaxed) {
-                Err(AuditError("an earlier write failed".into()))
-            } else {
-                self.write(&batch, &mut dirty_since)
-            };
-            if let Err(e) = &result {
-                if !failed.swap(true, Ordering::Relaxed) {
-                    tracing::error!("{e}");
-                }
-            }
-            for job in batch {
-                let _ = job.done.send(result.clone());
-            }
-            if head_logged.elapsed() >= self.head_every {
-                self.log_head("periodic");
-                head_logged = Instant::now();
-            }
-        }
-    }
-
-    /// Writes a batch (if any), syncing as the durability asks; rotates past the size bound.
-    fn write(
-        &mut self,
-        batch: &[Job],
-        dirty_since: &mut Option<Instant>,
-    ) -> Result<(), AuditError> {
+    /// Appends `event`'s line; returns its number (since start) for the syncer.
+    fn append(&mut self, event: &Event) -> Result<u64, AuditError> {
         let fail = |e: io::Error| AuditError(e.to_string());
-        if !batch.is_empty() {
-            let now = SystemTime::now();
-            let mut buf = Vec::with_capacity(batch.len() * 320);
-            let mut head = self.head.clone();
-            for job in batch {
-                let line = job.event.to_line(now, &head);
-                head = hex(&Sha256::digest(&line));
-                buf.extend_from_slice(&line);
-                buf.push(b'\n');
-            }
-            self.file.write_all(&buf).map_err(fail)?;
-            self.size += buf.len() as u64;
-            self.head = head;
-            self.lines += batch.len() as u64;
-            if self.sync {
-                self.file.sync_data().map_err(fail)?;
-            } else if dirty_since.is_none() {
-                *dirty_since = Some(Instant::now());
-            }
-        }
-        if dirty_since.is_some_and(|t| t.elapsed() >= BUFFERED_SYNC) {
-            self.file.sync_data().map_err(fail)?;
-            *dirty_since = None;
-        }
+        let mut line = event.to_line(SystemTime::now(), &self.head);
+        let head = hex(&Sha256::digest(&line));
+        line.push(b'\n');
+        self.file.write_all(&line).map_err(fail)?;
+        self.size += line.len() as u64;
+        self.head = head;
+        self.lines += 1;
         if self.regular && self.size >= self.max_bytes {
             self.rotate().map_err(fail)?;
-            *dirty_since = None;
         }
-        Ok(())
+        Ok(self.lines)
     }
 
     /// `audit.log` becomes `audit.log.N` (the next free N); the chain goes on in a new file.
@@ -213,12 +225,8 @@ impl Writer {
         let n = rotated(&self.path)?.last().map_or(1, |(n, _)| n + 1);
         let target = numbered(&self.path, n);
         std::fs::rename(&self.path, &target)?;
-        self.file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path)?;
+        self.file = open_append(&self.path)?;
+        self.sync_handle = Arc::new(self.file.try_clone()?);
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
@@ -226,6 +234,15 @@ impl Writer {
         tracing::info!(rotated_to = %target.display(), head = %self.head, "audit log rotated");
         Ok(())
     }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn numbered(path: &Path, n: u64) -> PathBuf {
@@ -324,13 +341,13 @@ mod tests {
         let path = dir.path().join("audit.log");
         std::fs::write(&path, "{\"prev\":\"a\"}\n{\"prev\":\"b\"}\n{\"prev\":\"tor").unwrap();
         let config = crate::Config::with_data_dir("unused").audit;
-        let writer = Writer::open(path.clone(), &config).unwrap();
+        let writer = State::open(path.clone(), &config).unwrap();
         assert_eq!(writer.head, hex(&Sha256::digest(b"{\"prev\":\"b\"}")));
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
         assert!(std::fs::read_to_string(&path).unwrap().ends_with('\n'));
 
         let empty = dir.path().join("empty.log");
-        let writer = Writer::open(empty, &config).unwrap();
+        let writer = State::open(empty, &config).unwrap();
         assert_eq!(writer.head, GENESIS);
     }
 }

@@ -10,6 +10,8 @@
 
 #[path = "credvault-bench/args.rs"]
 mod args;
+#[path = "credvault-bench/callers.rs"]
+mod callers;
 #[path = "credvault-bench/etcd.rs"]
 mod etcd;
 #[path = "credvault-bench/jobs.rs"]
@@ -157,11 +159,19 @@ async fn run(args: Args) -> Result<Report, String> {
     let scenario = args.scenario.clone();
     let reads = matches!(scenario.as_str(), "health" | "resolve" | "list" | "all");
     let writes = matches!(scenario.as_str(), "add" | "add-replace-storm" | "all");
-    let known = reads || writes || matches!(scenario.as_str(), "startup" | "etcd" | "core");
+    let known =
+        reads || writes || matches!(scenario.as_str(), "startup" | "etcd" | "core" | "callers");
     if !known {
         return Err(format!("unknown scenario {scenario}\n\n{USAGE}"));
     }
 
+    if scenario == "callers" {
+        let n = args.creds.unwrap_or(1000);
+        let (rows, notes) = callers::run(n, conc, conns, limits, args.rounds).await?;
+        report.rows.extend(rows);
+        report.notes.extend(notes);
+        return Ok(report);
+    }
     // Stores first (preloading is not measured), then the startup of the largest.
     let mut stores = Vec::new();
     if scenario == "core" {

@@ -16,6 +16,7 @@ scenarios:
   etcd               etcd Range vs Resolve and Put vs durable Add (c=64) side by side
                      (needs --features etcd-bench and `etcd` on PATH; resolve and add also
                      run their etcd counterpart when both are there)
+  callers            Resolve with a token (audit buffered, sync), over TLS and mTLS, each vs health
   core               Vault::resolve through the library, one caller, no gRPC (for profiling)
   all                everything above side by side in one run, with the ratios against the targets
 

@@ -129,7 +129,18 @@ fn vault_clients(chans: &[Channel]) -> Vec<VaultClient> {
 
 /// Resolve of a uniformly random label among the `n` preloaded ones.
 pub fn resolve(chans: &[Channel], conc: usize, limits: Limits, n: usize, name: &str) -> Job {
-    Job::new(name, vault_clients(chans), conc, limits, move |c, r| {
+    resolve_as(vault_clients(chans), conc, limits, n, name)
+}
+
+/// [`resolve`] through these clients (a token of their own, or none: mTLS callers).
+pub fn resolve_as(
+    clients: Vec<VaultClient>,
+    conc: usize,
+    limits: Limits,
+    n: usize,
+    name: &str,
+) -> Job {
+    Job::new(name, clients, conc, limits, move |c, r| {
         Box::pin(async move {
             let req = pb::ResolveRequest {
                 owner: OWNER.into(),

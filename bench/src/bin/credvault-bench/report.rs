@@ -11,6 +11,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub startup: Option<Startup>,
     pub smoke: bool,
+    /// Lines printed after the table (a scenario's own ratios).
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -28,6 +30,7 @@ impl Report {
             rows: Vec::new(),
             startup: None,
             smoke: args.smoke,
+            notes: Vec::new(),
         }
     }
 
@@ -73,6 +76,12 @@ impl Report {
                     "STALLED or errors"
                 }
             );
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+            for note in &self.notes {
+                let _ = writeln!(out, "{note}");
+            }
         }
         out.push_str(&self.ratios());
         out

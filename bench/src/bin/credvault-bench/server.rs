@@ -200,10 +200,15 @@ pub struct InProcess {
 
 impl InProcess {
     pub async fn start(data_dir: &Path) -> Result<Self, String> {
-        if data_dir.join("db").exists() {
-            wait_unlocked(data_dir).await?;
+        Self::start_with(config(data_dir)).await
+    }
+
+    /// [`InProcess::start`] with a config of the caller's (TLS, audit durability, callers).
+    pub async fn start_with(config: Config) -> Result<Self, String> {
+        if config.data_dir.join("db").exists() {
+            wait_unlocked(&config.data_dir).await?;
         }
-        let config = config(data_dir);
+        let tls = config.tls.enabled();
         let (addr_tx, addr_rx) = oneshot::channel();
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -240,7 +245,10 @@ impl InProcess {
             shutdown: Some(shutdown),
             thread: Some(thread),
         };
-        wait_serving(addr, Duration::from_secs(60)).await?;
+        if !tls {
+            // Over TLS the first connection waits in the listen backlog instead.
+            wait_serving(addr, Duration::from_secs(60)).await?;
+        }
         Ok(server)
     }
 
@@ -272,6 +280,36 @@ pub async fn channels(addr: SocketAddr, n: usize) -> Result<Vec<Channel>, String
             .connect()
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        out.push(ch);
+    }
+    Ok(out)
+}
+
+/// `n` TLS connections to `addr` trusting `ca` (PEM), presenting `identity` (cert, key PEM).
+pub async fn tls_channels(
+    addr: SocketAddr,
+    ca: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+    n: usize,
+) -> Result<Vec<Channel>, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let ch = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+            .map_err(|e| e.to_string())?
+            .tls_config(tls.clone())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect over TLS to {addr}: {e}"))?;
         out.push(ch);
     }
     Ok(out)
