@@ -116,6 +116,14 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     Ok(Arc::new(vault))
 }
 
+/// Loads the TLS files of `config` as `serve` would (`config check` runs it).
+pub fn check_tls(config: &Config) -> Result<(), ServeError> {
+    if config.tls.enabled() {
+        transport::Acceptor::load(&config.tls)?;
+    }
+    Ok(())
+}
+
 /// Serves credvault on `listener` until `shutdown` completes, then drains in-flight RPCs and
 /// flushes the store.
 pub async fn serve(

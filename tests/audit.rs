@@ -214,24 +214,31 @@ async fn the_chain_continues_across_rotations_and_restarts() {
 
 #[tokio::test]
 async fn an_audit_log_that_cannot_be_written_fails_the_rpc_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = config(dir.path());
-    c.audit.path = Some("/dev/full".into());
-    let server = TestServer::start(c).await;
-    let mut client = server.client().await;
-    let e = client
-        .add(add_request("acme", "prod", token_credential()))
-        .await
-        .unwrap_err();
-    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert!(e.message().contains("audit log"), "{e:?}");
-    // The write itself is durable (the store answered first); its Resolve is refused whole.
-    for _ in 0..2 {
+    // Both durabilities: `buffered` writes the line before the answer too; only its fsync waits.
+    for durability in [
+        credvault::config::AuditDurability::Sync,
+        credvault::config::AuditDurability::Buffered,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        c.audit.path = Some("/dev/full".into());
+        c.audit.durability = durability;
+        let server = TestServer::start(c).await;
+        let mut client = server.client().await;
         let e = client
-            .resolve(resolve_request("acme", "prod"))
+            .add(add_request("acme", "prod", token_credential()))
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-        assert!(!format!("{e:?}").contains(AUTH_TOKEN));
+        assert_eq!(e.code(), Code::Unavailable, "{durability:?}: {e:?}");
+        assert!(e.message().contains("audit log"), "{e:?}");
+        // The write itself is durable (the store answered first); its Resolve is refused whole.
+        for _ in 0..2 {
+            let e = client
+                .resolve(resolve_request("acme", "prod"))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::Unavailable, "{durability:?}: {e:?}");
+            assert!(!format!("{e:?}").contains(AUTH_TOKEN));
+        }
     }
 }

@@ -181,6 +181,11 @@ fn config_check_prints_the_effective_config_and_fails_on_a_bad_value() {
             None,
             "http://",
         ),
+        (
+            "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n",
+            None,
+            "/nonexistent/cert.pem",
+        ),
     ] {
         let file = write(cwd.path(), text);
         let env: Vec<_> = env.into_iter().collect();

@@ -31,6 +31,10 @@ pub fn run(command: ConfigCommand) -> Exit {
                 eprintln!("credvault: {e}");
                 return Exit::Usage;
             }
+            if let Err(e) = credvault::check_tls(&loaded.config) {
+                eprintln!("credvault: {e}");
+                return Exit::Usage;
+            }
             for warning in &loaded.warnings {
                 eprintln!("warning: {warning}");
             }
