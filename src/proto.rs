@@ -14,6 +14,19 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 use v1::{AddRequest, ApiKey, AuthToken, ResolveResponse, TwilioCredential};
 
+impl ResolveResponse {
+    /// Zeroizes the reply's copies of the secret (the password and the auth it came from).
+    pub fn wipe_secrets(&mut self) {
+        use zeroize::Zeroize;
+        self.password.zeroize();
+        match &mut self.auth {
+            Some(v1::resolve_response::Auth::AuthToken(t)) => t.auth_token.zeroize(),
+            Some(v1::resolve_response::Auth::ApiKey(k)) => k.api_key_secret.zeroize(),
+            None => {}
+        }
+    }
+}
+
 impl fmt::Debug for AuthToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthToken")

@@ -158,36 +158,38 @@ impl Kind for Bool {
     }
 }
 
-struct Auth;
-impl Kind for Auth {
-    type T = super::ClientAuth;
-    fn parse(text: &str) -> Result<super::ClientAuth, String> {
+/// One of a few names (`text` | `json`, `required` | `optional`, ...).
+struct Choice<T>(PhantomData<T>);
+impl<T: FromStr<Err = String> + Named> Kind for Choice<T> {
+    type T = T;
+    fn parse(text: &str) -> Result<T, String> {
         text.parse()
     }
-    fn show(value: &super::ClientAuth) -> String {
-        quote(value.as_str())
+    fn show(value: &T) -> String {
+        quote(value.name())
     }
 }
 
-struct Durability;
-impl Kind for Durability {
-    type T = super::AuditDurability;
-    fn parse(text: &str) -> Result<super::AuditDurability, String> {
-        text.parse()
-    }
-    fn show(value: &super::AuditDurability) -> String {
-        quote(value.as_str())
+/// A setting's value that is one of a few names.
+pub(super) trait Named {
+    fn name(&self) -> &'static str;
+}
+
+impl Named for LogFormat {
+    fn name(&self) -> &'static str {
+        self.as_str()
     }
 }
 
-struct Log;
-impl Kind for Log {
-    type T = LogFormat;
-    fn parse(text: &str) -> Result<LogFormat, String> {
-        text.parse()
+impl Named for super::ClientAuth {
+    fn name(&self) -> &'static str {
+        self.as_str()
     }
-    fn show(value: &LogFormat) -> String {
-        quote(value.as_str())
+}
+
+impl Named for super::AuditDurability {
+    fn name(&self) -> &'static str {
+        self.as_str()
     }
 }
 
@@ -217,7 +219,7 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "tls.cert_file", "CREDVAULT_TLS_CERT_FILE", OptionalPath, |c| c.tls.cert_file;
     "tls.key_file", "CREDVAULT_TLS_KEY_FILE", OptionalPath, |c| c.tls.key_file;
     "tls.client_ca_file", "CREDVAULT_TLS_CLIENT_CA_FILE", OptionalPath, |c| c.tls.client_ca_file;
-    "tls.client_auth", "CREDVAULT_TLS_CLIENT_AUTH", Auth, |c| c.tls.client_auth;
+    "tls.client_auth", "CREDVAULT_TLS_CLIENT_AUTH", Choice<super::ClientAuth>, |c| c.tls.client_auth;
     "store.data_dir", "CREDVAULT_DATA_DIR", Path, |c| c.data_dir;
     "store.master_key_file", "CREDVAULT_MASTER_KEY_FILE", OptionalPath, |c| c.master_key_file;
     "store.cache_mb", "CREDVAULT_CACHE_MB", Mebibytes, |c| c.cache_bytes;
@@ -241,10 +243,10 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "limits.test_sms_per_credential_per_hour", "CREDVAULT_TEST_SMS_PER_CREDENTIAL_PER_HOUR", Num<u32>, |c| c.limits.test_sms_per_credential_per_hour;
     "limits.test_sms_per_recipient_per_hour", "CREDVAULT_TEST_SMS_PER_RECIPIENT_PER_HOUR", Num<u32>, |c| c.limits.test_sms_per_recipient_per_hour;
     "audit.path", "CREDVAULT_AUDIT_PATH", OptionalPath, |c| c.audit.path;
-    "audit.durability", "CREDVAULT_AUDIT_DURABILITY", Durability, |c| c.audit.durability;
+    "audit.durability", "CREDVAULT_AUDIT_DURABILITY", Choice<super::AuditDurability>, |c| c.audit.durability;
     "audit.max_file_mb", "CREDVAULT_AUDIT_MAX_FILE_MB", Mebibytes, |c| c.audit.max_file_bytes;
     "audit.head_interval_ms", "CREDVAULT_AUDIT_HEAD_INTERVAL_MS", Millis, |c| c.audit.head_interval;
-    "log.format", "CREDVAULT_LOG_FORMAT", Log, |c| c.log_format;
+    "log.format", "CREDVAULT_LOG_FORMAT", Choice<LogFormat>, |c| c.log_format;
 };
 
 /// `CREDVAULT_*` variables that are not settings but are read by the command line.

@@ -5,7 +5,6 @@
 use std::time::Instant;
 
 use tonic::{Request, Response, Status};
-use zeroize::Zeroize;
 
 use crate::audit::{code_name, AuditLog, Event};
 use crate::proto::v1 as pb;
@@ -78,11 +77,6 @@ impl Wipe for pb::DeleteResponse {}
 
 impl Wipe for pb::ResolveResponse {
     fn wipe(&mut self) {
-        self.password.zeroize();
-        match &mut self.auth {
-            Some(pb::resolve_response::Auth::AuthToken(t)) => t.auth_token.zeroize(),
-            Some(pb::resolve_response::Auth::ApiKey(k)) => k.api_key_secret.zeroize(),
-            None => {}
-        }
+        self.wipe_secrets();
     }
 }

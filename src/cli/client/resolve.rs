@@ -48,7 +48,7 @@ pub async fn run(args: ResolveArgs) -> Exit {
         }
         Output::Table => print!("{}", output::fields(&table(&reply, args.show_secrets))),
     }
-    wipe(&mut reply);
+    reply.wipe_secrets();
     Exit::Ok
 }
 
@@ -85,14 +85,4 @@ fn hidden(secret: &str) -> String {
     }
     let tail: String = secret.chars().skip(n - 4).collect();
     format!("...{tail} (hidden; --show-secrets prints it)")
-}
-
-/// The reply's copies of the secret, wiped before they are freed.
-fn wipe(r: &mut ResolveResponse) {
-    r.password.zeroize();
-    match &mut r.auth {
-        Some(resolve_response::Auth::ApiKey(key)) => key.api_key_secret.zeroize(),
-        Some(resolve_response::Auth::AuthToken(token)) => token.auth_token.zeroize(),
-        None => {}
-    }
 }
