@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::record::Event;
+use super::record::{finish_line, Event};
 use crate::config::{AuditConfig, AuditDurability};
 
 /// The `prev` of the very first line.
@@ -97,9 +97,11 @@ impl AuditLog {
         if inner.failed.load(Ordering::Relaxed) {
             return Err(AuditError("an earlier write failed".into()));
         }
+        // The JSON is made before the lock; only the chaining and the write are under it.
+        let unchained = event.unchained(SystemTime::now());
         let line = {
             let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-            state.append(&event).inspect_err(|e| inner.fail(e))?
+            state.append(unchained).inspect_err(|e| inner.fail(e))?
         };
         if !inner.sync {
             return Ok(());
@@ -203,10 +205,10 @@ impl State {
         );
     }
 
-    /// Appends `event`'s line; returns its number (since start) for the syncer.
-    fn append(&mut self, event: &Event) -> Result<u64, AuditError> {
+    /// Chains and appends a line; returns its number (since start) for the syncer.
+    fn append(&mut self, mut line: Vec<u8>) -> Result<u64, AuditError> {
         let fail = |e: io::Error| AuditError(e.to_string());
-        let mut line = event.to_line(SystemTime::now(), &self.head);
+        finish_line(&mut line, &self.head);
         let head = hex(&Sha256::digest(&line));
         line.push(b'\n');
         self.file.write_all(&line).map_err(fail)?;
@@ -327,8 +329,15 @@ fn last_line(path: &Path, len: u64) -> io::Result<(Option<Vec<u8>>, u64)> {
     ))
 }
 
+/// Lowercase hex, without a `format!` per byte (this runs under the chain lock).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ pub struct Event {
     pub duration: Duration,
 }
 
-/// The line as written, in field order; `prev` chains it to the line before.
+/// The line as written, in field order; `prev`, last, chains it to the line before (it is
+/// added by [`Event::finish_line`] under the chain lock).
 #[derive(Serialize)]
 struct Line<'a> {
     time: String,
@@ -36,7 +37,6 @@ struct Line<'a> {
     test_recipient: Option<String>,
     code: &'a str,
     duration_ms: f64,
-    prev: &'a str,
 }
 
 /// Longest owner or label written: they are the request's text, before validation.
@@ -45,6 +45,13 @@ const MAX_FIELD: usize = 128;
 impl Event {
     /// The JSON line (no newline) chained to the line whose hash is `prev`.
     pub fn to_line(&self, at: SystemTime, prev: &str) -> Vec<u8> {
+        let mut line = self.unchained(at);
+        finish_line(&mut line, prev);
+        line
+    }
+
+    /// The line up to its `prev` value: everything that can be made outside the chain lock.
+    pub fn unchained(&self, at: SystemTime) -> Vec<u8> {
         let line = Line {
             time: humantime::format_rfc3339_micros(at).to_string(),
             request_id: &self.request_id,
@@ -56,10 +63,19 @@ impl Event {
             test_recipient: self.test_recipient.as_deref().map(mask),
             code: self.code,
             duration_ms: (self.duration.as_secs_f64() * 1e6).round() / 1e3,
-            prev,
         };
-        serde_json::to_vec(&line).expect("an audit line serializes")
+        let mut json = serde_json::to_vec(&line).expect("an audit line serializes");
+        // `{...}` -> `{...,"prev":"`: the hash goes in under the lock.
+        json.pop();
+        json.extend_from_slice(b",\"prev\":\"");
+        json
     }
+}
+
+/// Completes an [`Event::unchained`] line with the hash of the line before.
+pub fn finish_line(line: &mut Vec<u8>, prev: &str) {
+    line.extend_from_slice(prev.as_bytes());
+    line.extend_from_slice(b"\"}");
 }
 
 /// The canonical name of a gRPC code (`NOT_FOUND`), as gRPC documents and grpcurl prints it.
