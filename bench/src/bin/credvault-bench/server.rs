@@ -271,18 +271,8 @@ impl Drop for InProcess {
 
 /// `n` HTTP/2 connections to `addr` (every caller shares one of them).
 pub async fn channels(addr: SocketAddr, n: usize) -> Result<Vec<Channel>, String> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let ch = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        out.push(ch);
-    }
-    Ok(out)
+    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
+    connect(endpoint, n, &addr.to_string()).await
 }
 
 /// `n` TLS connections to `addr` trusting `ca` (PEM), presenting `identity` (cert, key PEM).
@@ -299,17 +289,23 @@ pub async fn tls_channels(
     if let Some((cert, key)) = identity {
         tls = tls.identity(Identity::from_pem(cert, key));
     }
+    let endpoint = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
+        .and_then(|e| e.tls_config(tls))
+        .map_err(|e| e.to_string())?;
+    connect(endpoint, n, &format!("{addr} over TLS")).await
+}
+
+/// `n` separate connections of `endpoint`.
+async fn connect(endpoint: Endpoint, n: usize, what: &str) -> Result<Vec<Channel>, String> {
+    let endpoint = endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let ch = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
-            .map_err(|e| e.to_string())?
-            .tls_config(tls.clone())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
+        let ch = endpoint
             .connect()
             .await
-            .map_err(|e| format!("cannot connect over TLS to {addr}: {e}"))?;
+            .map_err(|e| format!("cannot connect to {what}: {e}"))?;
         out.push(ch);
     }
     Ok(out)
