@@ -4,10 +4,11 @@
 //! (seal/open) and `store` (durable bytes). `serve` wires them; the binary, the tests and the
 //! benchmarks all run the same `serve`.
 //!
-//! Public: what the binary, the tests, the benchmarks and Rust clients need (`proto`, `config`,
-//! `serve`/`run`/`open_vault`, and the core types tests build vaults from: `domain`, `crypto`,
-//! `store`, `vault`, `twilio::TwilioClient`). The network edge (`transport`, `grpc`) and the
-//! data dir's housekeeping stay private.
+//! Public: what the binary, the tests, the benchmarks and Rust clients need (`proto`, `client`,
+//! `config`, `serve`/`serve_reloading`/`run`/`open_vault`, `auth` and `audit` for the CLI's token
+//! and audit commands, and the core types tests build vaults from: `domain`, `crypto`, `store`,
+//! `vault`, `twilio::TwilioClient`). The network edge (`transport`, `grpc`), SIGHUP handling
+//! (`reload`) and the data dir's housekeeping stay private.
 #![forbid(unsafe_code)]
 
 pub mod audit;

@@ -6,14 +6,14 @@ use toml::Spanned;
 
 use super::file::Place;
 use super::ConfigError;
-use crate::auth::CallerSpec;
+use crate::auth::{Caller, CallerSpec};
 
 const KEYS: &str = "name, token_sha256, cert_identity, scopes, owners, test_recipients";
 
 pub(super) fn parse<'a>(
     value: &Spanned<DeValue<'_>>,
     at: &impl Fn(std::ops::Range<usize>) -> Place<'a>,
-) -> Result<Vec<(CallerSpec, usize)>, ConfigError> {
+) -> Result<Vec<Caller>, ConfigError> {
     let DeValue::Array(tables) = value.get_ref() else {
         return Err(at(value.span()).error(
             "`callers` must be an array of tables: write each caller as [[callers]]".into(),
@@ -48,15 +48,15 @@ pub(super) fn parse<'a>(
                 }
             }
         }
-        if let Err(problem) = spec.check() {
+        let caller = spec.check().map_err(|problem| {
             let who = if spec.name.is_empty() {
                 String::new()
             } else {
                 format!(" '{}'", spec.name)
             };
-            return Err(at(0..0).error_at(line, format!("caller{who}: {problem}")));
-        }
-        callers.push((spec, line));
+            at(0..0).error_at(line, format!("caller{who}: {problem}"))
+        })?;
+        callers.push(caller);
     }
     Ok(callers)
 }

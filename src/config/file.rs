@@ -8,7 +8,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::settings::{self, Setting};
 use super::ConfigError;
-use crate::auth::CallerSpec;
+use crate::auth::Caller;
 
 /// One value the file sets.
 pub(super) struct Entry {
@@ -17,11 +17,11 @@ pub(super) struct Entry {
     pub line: usize,
 }
 
-/// What the file holds: settings, and the `[[callers]]` with the line each starts on.
+/// What the file holds: settings, and the `[[callers]]` (checked).
 #[derive(Default)]
 pub(super) struct Parsed {
     pub entries: Vec<Entry>,
-    pub callers: Vec<(CallerSpec, usize)>,
+    pub callers: Vec<Caller>,
 }
 
 pub(super) fn read(path: &Path) -> Result<Parsed, ConfigError> {
@@ -180,16 +180,19 @@ mod tests {
             "[server]\nlisten = \"127.0.0.1:1\"\n\n[[callers]]\nname = \"sender\"\ntoken_sha256 = \"{hash}\"\nscopes = [\"resolve\"]\nowners = [\"acme\", \"gov.sg:*\"]\n\n[[callers]]\nname = \"ops\"\ncert_identity = \"spiffe://campaigns/ops\"\nscopes = [\"list\"]\nowners = [\"*\"]\ntest_recipients = [\"+65*\"]\n"
         ))
         .unwrap();
-        let names: Vec<_> = parsed
-            .callers
-            .iter()
-            .map(|(c, _)| c.name.as_str())
-            .collect();
+        let names: Vec<_> = parsed.callers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["sender", "ops"]);
-        assert_eq!(parsed.callers[0].0.owners, ["acme", "gov.sg:*"]);
+        use crate::auth::Pattern;
         assert_eq!(
-            parsed.callers[1].0.test_recipients,
-            Some(vec!["+65*".to_string()])
+            parsed.callers[0].owners,
+            [
+                Pattern::Exact("acme".into()),
+                Pattern::Prefix("gov.sg:".into())
+            ]
+        );
+        assert_eq!(
+            parsed.callers[1].test_recipients,
+            Some(vec![Pattern::Prefix("+65".into())])
         );
 
         let e = parse_str("[[callers]]\nname = \"x\"\ntokn = \"y\"\n")

@@ -77,9 +77,7 @@ impl Sources {
                 let origin = Origin::File { line: entry.line };
                 set(entry.setting, &entry.text, origin, place)?;
             }
-            for (spec, _) in &parsed.callers {
-                callers.push(spec.check().expect("checked as the file was read"));
-            }
+            callers = parsed.callers;
             // Unique names and tokens.
             auth::Callers::new(callers.clone()).map_err(|reason| ConfigError {
                 place: path.display().to_string(),
