@@ -2,8 +2,8 @@
 //! start completed.
 //!
 //! The marker tells a new store from a damaged one. A data dir without it never finished a first
-//! start (a crash between sled creating its files and the canary reaching disk), so an empty
-//! store there is simply new. With the marker, a missing canary means the files lost their
+//! start (a crash between sled creating its files and the keyring reaching disk), so an empty
+//! store there is simply new. With the marker, a missing keyring means the files lost their
 //! contents, and startup is refused.
 
 use std::fs::{self, DirBuilder, File};
@@ -109,7 +109,7 @@ pub fn is_initialized(dir: &Path) -> bool {
     dir.join(MARKER).exists()
 }
 
-/// Records that the first start completed (the canary is durable), durably.
+/// Records that the first start completed (the keyring is durable), durably.
 pub fn mark_initialized(dir: &Path) -> Result<(), DataDirError> {
     let err = DataDirError::at(dir);
     if is_initialized(dir) {

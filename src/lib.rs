@@ -46,7 +46,7 @@ pub const VERSION: &str = match option_env!("CREDVAULT_GIT_COMMIT") {
     ),
     None => env!("CARGO_PKG_VERSION"),
 };
-use crypto::{Cipher, KeyFileError};
+use crypto::KeyFileError;
 use store::{SledStore, StoreError};
 use vault::{OpenError, Vault};
 
@@ -80,16 +80,25 @@ pub enum ServeError {
     Tls(#[from] transport::TlsError),
     #[error("invalid [[callers]]: {0}")]
     Callers(String),
+    #[error("root key file {}: {source}", path.display())]
+    WrongRootKey { path: PathBuf, source: OpenError },
     #[error("opening the data dir failed unexpectedly ({0}); the store may be damaged")]
     OpenPanicked(String),
 }
 
-/// Opens the data dir: master key (created on first start), sled store, canary check.
+/// Opens the data dir: root key (created on first start), sled store, keyring (and the upgrade
+/// of a first-release store).
 pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     let config = config.clone();
     let dir = config.data_dir.clone();
+    let keys = config.keys;
+    let policy = vault::KeyPolicy {
+        rotate_after_encryptions: keys.rotate_after_encryptions,
+        max_age: (keys.max_age_days > 0)
+            .then(|| std::time::Duration::from_secs(u64::from(keys.max_age_days) * 86_400)),
+    };
     // Key file and sled open do blocking file I/O: keep it off the runtime threads.
-    let (store, cipher, initialized) = tokio::task::spawn_blocking(move || {
+    let (store, key, key_path, initialized) = tokio::task::spawn_blocking(move || {
         let dir = &config.data_dir;
         data_dir::prepare(dir)?;
         let (key_path, may_create) = config.key_file();
@@ -103,14 +112,22 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
         })?;
         data_dir::tighten_entries(dir)?;
         let initialized = data_dir::is_initialized(dir);
-        Ok::<_, ServeError>((store, Cipher::new(&key), initialized))
+        Ok::<_, ServeError>((store, key, key_path, initialized))
     })
     .await
     // A panic inside sled while opening a damaged store becomes a clean startup error (exit 1),
     // not a crash loop under a supervisor that restarts on signals.
     .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
-    let vault = Vault::open(Arc::new(store), cipher, initialized).await?;
-    // Only now is the canary durable: from here on a missing canary means damage.
+    let vault = Vault::open_with(Arc::new(store), key, policy, initialized)
+        .await
+        .map_err(|e| match e {
+            OpenError::WrongKey(_) => ServeError::WrongRootKey {
+                path: key_path,
+                source: e,
+            },
+            e => e.into(),
+        })?;
+    // Only now is the keyring durable: from here on a missing keyring means damage.
     tokio::task::spawn_blocking(move || data_dir::mark_initialized(&dir))
         .await
         .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;

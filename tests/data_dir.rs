@@ -69,8 +69,8 @@ async fn nothing_in_the_data_dir_is_readable_by_others() {
     );
 }
 
-/// A kill between sled creating its files and the canary reaching disk leaves sled's files and no
-/// canary. That store holds nothing: it is new, not damaged, and the next start must succeed.
+/// A kill between sled creating its files and the keyring reaching disk leaves sled's files and no
+/// keyring. That store holds nothing: it is new, not damaged, and the next start must succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_during_the_first_start_does_not_brick_the_data_dir() {
     let root = tempfile::tempdir().unwrap();
@@ -84,9 +84,9 @@ async fn a_crash_during_the_first_start_does_not_brick_the_data_dir() {
     add_one(&server).await;
 }
 
-/// Credentials without a canary are damage (the canary went missing), whatever the marker says.
+/// Credentials without a keyring are damage (the keyring went missing), whatever the marker says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_without_a_canary_are_refused() {
+async fn records_without_a_keyring_are_refused() {
     let root = tempfile::tempdir().unwrap();
     let data = child::data_dir(root.path());
     let mut server = ChildServer::start(&data);
@@ -95,14 +95,14 @@ async fn records_without_a_canary_are_refused() {
     assert!(tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(15))).is_some());
 
     let store = SledStore::open(&data, 1 << 20).unwrap();
-    store.tree().remove(b"meta/canary").unwrap();
+    store.tree().remove(b"meta/keyring").unwrap();
     store.tree().flush().unwrap();
     drop(store);
     fs::remove_file(data.join("credvault.initialized")).unwrap();
     let failure = ChildServer::try_start(&data).err().expect("must refuse");
     assert_eq!(failure.status.and_then(|s| s.code()), Some(1));
     assert!(
-        failure.log.contains("canary record is gone"),
+        failure.log.contains("keyring record is gone"),
         "{}",
         failure.log
     );

@@ -65,7 +65,7 @@ async fn restart_on_same_data_dir_keeps_every_credential() {
 }
 
 #[tokio::test]
-async fn wrong_master_key_refuses_to_start() {
+async fn wrong_root_key_refuses_to_start_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config(dir.path())).await;
     add_some(&server, 1).await;
@@ -74,10 +74,12 @@ async fn wrong_master_key_refuses_to_start() {
     let key_path = dir.path().join("data/master.key");
     fs::write(&key_path, [7u8; 32]).unwrap();
     let err = serve_once(config(dir.path())).await.unwrap_err();
-    assert!(matches!(err, ServeError::Open(_)), "{err:?}");
+    assert!(matches!(err, ServeError::WrongRootKey { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(shown.contains(&key_path.display().to_string()), "{shown}");
     assert!(
-        err.to_string().contains("master key does not open"),
-        "{err}"
+        shown.contains("root key does not open this store's keyring"),
+        "{shown}"
     );
 }
 
@@ -162,12 +164,10 @@ async fn ciphertext_moved_or_altered_fails_to_open_and_is_not_returned() {
         // Copy acme/a's record (its sealed credential) onto acme/b and onto another owner's key.
         tree.insert(key("acme", "b"), a.clone()).unwrap();
         tree.insert(key("evil", "a"), a).unwrap();
-        // Flip the last byte of acme/c's sealed credential: inside its tag.
-        let c = tree.get(key("acme", "c")).unwrap().unwrap();
-        let mut rec = credvault::vault::StoredRecord::decode_bytes(&c).unwrap();
-        *rec.sealed.last_mut().unwrap() ^= 0x01;
-        tree.insert(key("acme", "c"), prost::Message::encode_to_vec(&rec))
-            .unwrap();
+        // Flip the last byte of acme/c's sealed record: inside its tag.
+        let mut c = tree.get(key("acme", "c")).unwrap().unwrap().to_vec();
+        *c.last_mut().unwrap() ^= 0x01;
+        tree.insert(key("acme", "c"), c).unwrap();
     });
 
     let server = TestServer::start(config(dir.path())).await;

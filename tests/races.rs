@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use common::{client_for, TestServer};
-use credvault::crypto::{Cipher, MasterKey};
+use credvault::crypto::RootKey;
 use credvault::domain::{
     AccountSid, Auth, Credential, Label, MessagingServiceSid, Owner, Secret, Sender,
     ValidationState, ValidationStatus,
@@ -229,13 +229,9 @@ async fn validation_results_never_overwrite_a_newer_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path(), 16 << 20).unwrap();
     let vault = Arc::new(
-        Vault::open(
-            Arc::new(store),
-            Cipher::new(&MasterKey::from_bytes([3; 32])),
-            false,
-        )
-        .await
-        .unwrap(),
+        Vault::open(Arc::new(store), RootKey::from_bytes([3; 32]), false)
+            .await
+            .unwrap(),
     );
     let owner = Owner::parse("racer").unwrap();
     let label = Label::parse("validated").unwrap();

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use credvault::crypto::{Cipher, MasterKey};
+use credvault::crypto::RootKey;
 use credvault::proto::v1 as pb;
 use credvault::store::SledStore;
 use credvault::twilio::TwilioClient;
@@ -37,7 +37,7 @@ async fn env() -> Env {
     let config = config(dir.path());
     std::fs::create_dir_all(&config.data_dir).unwrap();
     let store = Arc::new(SledStore::open(&config.data_dir, 8 << 20).unwrap());
-    let cipher = Cipher::new(&MasterKey::from_bytes([9; 32]));
+    let cipher = RootKey::from_bytes([9; 32]);
     let vault = Arc::new(Vault::open(store.clone(), cipher, false).await.unwrap());
     let twilio = TwilioClient::new(&config.twilio).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

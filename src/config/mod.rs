@@ -34,6 +34,7 @@ pub struct Config {
     pub callers: Vec<crate::auth::Caller>,
     pub tls: TlsConfig,
     pub audit: AuditConfig,
+    pub keys: KeysConfig,
     /// `CREDVAULT_ALLOW_INSECURE_PLAINTEXT`: listen off loopback without TLS (default false).
     pub allow_insecure_plaintext: bool,
 }
@@ -50,6 +51,18 @@ pub struct AuditConfig {
     /// `CREDVAULT_AUDIT_HEAD_INTERVAL_MS`: log the chain head this often, default 5 min.
     pub head_interval: Duration,
 }
+
+/// When data keys rotate by themselves (`[keys]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeysConfig {
+    /// `CREDVAULT_KEYS_ROTATE_AFTER_ENCRYPTIONS`: default 2^32, at most 2^32.
+    pub rotate_after_encryptions: u64,
+    /// `CREDVAULT_KEYS_MAX_AGE_DAYS`: rotate a data key this old; 0 (the default) is off.
+    pub max_age_days: u32,
+}
+
+/// The most encryptions one data key may do: Vault's bound, far below XChaCha20-Poly1305's.
+pub const MAX_ENCRYPTIONS_PER_KEY: u64 = 1 << 32;
 
 /// When an audit record counts as written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -279,6 +292,10 @@ impl Config {
                 max_file_bytes: 64 * 1024 * 1024,
                 head_interval: Duration::from_secs(300),
             },
+            keys: KeysConfig {
+                rotate_after_encryptions: MAX_ENCRYPTIONS_PER_KEY,
+                max_age_days: 0,
+            },
             allow_insecure_plaintext: false,
         }
     }
@@ -289,6 +306,12 @@ impl Config {
             place: place.into(),
             reason,
         };
+        if self.keys.rotate_after_encryptions > MAX_ENCRYPTIONS_PER_KEY {
+            return Err(err(
+                "keys.rotate_after_encryptions",
+                format!("must be at most {MAX_ENCRYPTIONS_PER_KEY} (2^32)"),
+            ));
+        }
         let tls = &self.tls;
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return Err(err(

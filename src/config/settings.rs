@@ -246,6 +246,8 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "audit.durability", "CREDVAULT_AUDIT_DURABILITY", Choice<super::AuditDurability>, |c| c.audit.durability;
     "audit.max_file_mb", "CREDVAULT_AUDIT_MAX_FILE_MB", Mebibytes, |c| c.audit.max_file_bytes;
     "audit.head_interval_ms", "CREDVAULT_AUDIT_HEAD_INTERVAL_MS", Millis, |c| c.audit.head_interval;
+    "keys.rotate_after_encryptions", "CREDVAULT_KEYS_ROTATE_AFTER_ENCRYPTIONS", Positive<u64>, |c| c.keys.rotate_after_encryptions;
+    "keys.max_age_days", "CREDVAULT_KEYS_MAX_AGE_DAYS", Num<u32>, |c| c.keys.max_age_days;
     "log.format", "CREDVAULT_LOG_FORMAT", Choice<LogFormat>, |c| c.log_format;
 };
 

@@ -1,11 +1,15 @@
 //! The stored envelope: `[format][key id: u32 BE][nonce: 24 bytes][ciphertext + 16-byte tag]`.
 //!
-//! The key id is in every envelope so a keyring can hold several keys and rotate online; format 1
-//! only ever uses the key of the master key file (id 1).
+//! Format 1 (releases before key management) sealed only a credential's secret part, always under
+//! the master key (id 1); it is read once more, by the upgrade. Format 2 seals a whole record
+//! under a data key of the keyring, named by its id.
 
 use super::CryptoError;
 
+/// The secret part of a record of the first release, under the master key.
 pub const FORMAT_V1: u8 = 1;
+/// A whole record (metadata and secret) under a data key.
+pub const FORMAT_RECORD: u8 = 2;
 pub const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
@@ -20,9 +24,9 @@ pub struct Envelope<'a> {
 }
 
 impl<'a> Envelope<'a> {
-    pub fn encode(key_id: u32, nonce: &[u8; NONCE_LEN], ciphertext: &[u8]) -> Vec<u8> {
+    pub fn encode(format: u8, key_id: u32, nonce: &[u8; NONCE_LEN], ciphertext: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + ciphertext.len());
-        out.push(FORMAT_V1);
+        out.push(format);
         out.extend_from_slice(&key_id.to_be_bytes());
         out.extend_from_slice(nonce);
         out.extend_from_slice(ciphertext);
@@ -32,7 +36,7 @@ impl<'a> Envelope<'a> {
     /// Parses without trusting the input: any byte string gives an envelope or an error.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, CryptoError> {
         let (&format, rest) = bytes.split_first().ok_or(CryptoError::Malformed)?;
-        if format != FORMAT_V1 {
+        if format != FORMAT_V1 && format != FORMAT_RECORD {
             return Err(CryptoError::UnknownFormat(format));
         }
         if rest.len() < 4 + NONCE_LEN + TAG_LEN {
@@ -62,22 +66,24 @@ mod tests {
 
         #[test]
         fn round_trips(key_id in any::<u32>(), nonce in any::<[u8; 24]>(),
-                       ct in proptest::collection::vec(any::<u8>(), 16..64)) {
-            let bytes = Envelope::encode(key_id, &nonce, &ct);
+                       ct in proptest::collection::vec(any::<u8>(), 16..64),
+                       whole in any::<bool>()) {
+            let format = if whole { FORMAT_RECORD } else { FORMAT_V1 };
+            let bytes = Envelope::encode(format, key_id, &nonce, &ct);
             let env = Envelope::decode(&bytes).unwrap();
-            prop_assert_eq!(env, Envelope { format: FORMAT_V1, key_id, nonce, ciphertext: &ct });
+            prop_assert_eq!(env, Envelope { format, key_id, nonce, ciphertext: &ct });
         }
     }
 
     #[test]
     fn rejects_unknown_format_and_truncation() {
-        let bytes = Envelope::encode(1, &[7; 24], &[0; 16]);
+        let bytes = Envelope::encode(FORMAT_RECORD, 1, &[7; 24], &[0; 16]);
         assert!(Envelope::decode(&bytes[..bytes.len() - 1]).is_err());
         let mut other = bytes.clone();
-        other[0] = 2;
+        other[0] = 3;
         assert!(matches!(
             Envelope::decode(&other),
-            Err(CryptoError::UnknownFormat(2))
+            Err(CryptoError::UnknownFormat(3))
         ));
     }
 }

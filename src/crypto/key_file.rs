@@ -1,4 +1,4 @@
-//! The master key file: 32 random bytes in a regular file that only the vault's user can read.
+//! The root key file: 32 random bytes in a regular file that only the vault's user can read.
 //!
 //! The file is opened once, without following a symbolic link and without blocking (a FIFO would
 //! otherwise hang startup), and every check runs on the open descriptor (`fstat`), so nothing can
@@ -15,10 +15,10 @@ use zeroize::Zeroizing;
 
 pub const KEY_LEN: usize = 32;
 
-/// The vault's master key, zeroized on drop and never printed.
-pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
+/// The root key (it seals the keyring), zeroized on drop and never printed.
+pub struct RootKey(Zeroizing<[u8; KEY_LEN]>);
 
-impl MasterKey {
+impl RootKey {
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         Self(Zeroizing::new(bytes))
     }
@@ -28,40 +28,38 @@ impl MasterKey {
     }
 }
 
-impl std::fmt::Debug for MasterKey {
+impl std::fmt::Debug for RootKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey([REDACTED])")
+        f.write_str("RootKey([REDACTED])")
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
-    #[error("master key file {0} does not exist")]
+    #[error("root key file {0} does not exist")]
     Missing(PathBuf),
-    #[error("master key file {0} is a symbolic link; credvault only opens the key file itself (point the setting at the link's target, e.g. a Kubernetes secret's ..data/<key>)")]
+    #[error("root key file {0} is a symbolic link; credvault only opens the key file itself (point the setting at the link's target, e.g. a Kubernetes secret's ..data/<key>)")]
     Symlink(PathBuf),
-    #[error("master key file {path} is a {kind}, not a regular file")]
+    #[error("root key file {path} is a {kind}, not a regular file")]
     NotRegular { path: PathBuf, kind: &'static str },
-    #[error("master key file {path} is owned by uid {owner}, not by the user credvault runs as (uid {euid}); run: chown {euid} {path}")]
+    #[error("root key file {path} is owned by uid {owner}, not by the user credvault runs as (uid {euid}); run: chown {euid} {path}")]
     WrongOwner {
         path: PathBuf,
         owner: u32,
         euid: u32,
     },
-    #[error("master key file {path} has mode {mode:04o}; it must be 0600 or 0400 (readable by its owner only); run: chmod 600 {path}")]
+    #[error("root key file {path} has mode {mode:04o}; it must be 0600 or 0400 (readable by its owner only); run: chmod 600 {path}")]
     BadMode { path: PathBuf, mode: u32 },
-    #[error(
-        "master key file {path} holds {len} bytes; it must hold exactly {KEY_LEN} random bytes"
-    )]
+    #[error("root key file {path} holds {len} bytes; it must hold exactly {KEY_LEN} random bytes")]
     WrongLength { path: PathBuf, len: u64 },
-    #[error("cannot use master key file {path}: {source}")]
+    #[error("cannot use root key file {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
 
 /// Reads the key at `path`. When the file is absent and `create` is set, writes a new random key
 /// there with mode 0600 (first start); otherwise a missing file is an error, so a mistyped path
 /// can never silently start an empty vault under a fresh key.
-pub fn load_or_create(path: &Path, create: bool) -> Result<MasterKey, KeyFileError> {
+pub fn load_or_create(path: &Path, create: bool) -> Result<RootKey, KeyFileError> {
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
     match rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::empty()) {
         Ok(fd) => read_key(path, File::from(fd)),
@@ -81,7 +79,7 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> KeyFileError + '_ {
 }
 
 /// Checks the open file (type, owner, mode, size) and reads the key from it.
-fn read_key(path: &Path, file: File) -> Result<MasterKey, KeyFileError> {
+fn read_key(path: &Path, file: File) -> Result<RootKey, KeyFileError> {
     let meta = file.metadata().map_err(io_err(path))?;
     let kind = meta.file_type();
     if !kind.is_file() {
@@ -131,13 +129,13 @@ fn read_key(path: &Path, file: File) -> Result<MasterKey, KeyFileError> {
         .as_slice()
         .try_into()
         .map_err(|_| wrong_length(bytes.len() as u64))?;
-    Ok(MasterKey::from_bytes(key))
+    Ok(RootKey::from_bytes(key))
 }
 
 /// Writes a new key atomically: into a temporary file (0600, synced), then renamed into place
 /// only if nothing is there yet, then the directory synced. A crash leaves either no key file or
 /// a whole one, never an empty file that would refuse every later start.
-fn create_key(path: &Path) -> Result<MasterKey, KeyFileError> {
+fn create_key(path: &Path) -> Result<RootKey, KeyFileError> {
     let err = io_err(path);
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     getrandom::fill(key.as_mut_slice()).map_err(|e| err(io::Error::other(e.to_string())))?;
@@ -169,7 +167,7 @@ fn create_key(path: &Path) -> Result<MasterKey, KeyFileError> {
     )
     .map_err(|e| err(e.into()))?;
     File::open(dir).and_then(|d| d.sync_all()).map_err(&err)?;
-    Ok(MasterKey(key))
+    Ok(RootKey(key))
 }
 
 #[cfg(test)]

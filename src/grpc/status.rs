@@ -70,7 +70,7 @@ impl From<VaultError> for Status {
                 "the vault's store failed to make a write durable and takes no writes until \
                  credvault is restarted; retry against a healthy instance",
             ),
-            VaultError::Store(_) | VaultError::Crypto(_) => {
+            VaultError::Store(_) | VaultError::Crypto(_) | VaultError::Keyring(_) => {
                 tracing::error!(error = %err, "internal error");
                 Status::internal("internal error; see the server log")
             }

@@ -32,15 +32,23 @@ pub enum VaultError {
     Store(#[from] StoreError),
     #[error("sealing failed: {0}")]
     Crypto(#[from] CryptoError),
+    /// The keyring could not be read or changed (the store is damaged, or far too contended).
+    #[error("keyring: {0}")]
+    Keyring(String),
 }
 
 /// Why the vault cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("the master key does not open this data dir's canary record ({0}); it was created with another key")]
+    /// The root key is not the one this store was sealed with (`lib.rs` names the file).
+    #[error("the root key does not open this store's keyring ({0}): it is not the key this data was sealed with")]
     WrongKey(CryptoError),
-    #[error("the store's canary record is gone although the data dir completed its first start or holds credentials: its files were truncated, emptied or replaced; restore the data dir from a backup")]
-    CanaryMissing,
+    #[error("the store's keyring record is gone although the data dir completed its first start or holds credentials: its files were truncated, emptied or replaced; restore the data dir from a backup")]
+    KeyringMissing,
+    #[error("upgrading the store to sealed records failed: {0}")]
+    Upgrade(String),
+    #[error("the keyring could not be updated at start: {0}")]
+    Keyring(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

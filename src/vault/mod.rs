@@ -3,8 +3,10 @@
 
 mod admission;
 mod error;
+mod keys;
 mod quota;
 mod record;
+mod upgrade;
 mod validate;
 
 use std::sync::Arc;
@@ -12,19 +14,19 @@ use std::time::SystemTime;
 
 pub use admission::QueueFull;
 pub use error::{OpenError, VaultError};
+pub use keys::{KeyPolicy, KeyStatus};
 pub use quota::QuotaExceeded;
-pub use record::{key as record_key, StoredRecord};
+pub use record::{key as record_key, RecordBody};
+pub use upgrade::V1Record;
 pub use validate::{ValidateError, Validated, Validator};
 
-use crate::crypto::Cipher;
+use crate::crypto::{KeyInfo, RootKey};
 use crate::domain::{
     Credential, Label, Metadata, Owner, PageToken, ValidationState, ValidationStatus, WriteId,
 };
 use crate::store::Store;
-use record::SealedCredential;
+use keys::Keys;
 
-const CANARY_KEY: &[u8] = b"meta/canary";
-const CANARY_PLAINTEXT: &[u8] = b"credvault canary v1";
 /// A CAS loop that loses this many times in a row gives up with ABORTED instead of spinning.
 const MAX_CAS_ATTEMPTS: usize = 1000;
 
@@ -45,39 +47,55 @@ pub struct Page {
 
 pub struct Vault {
     store: Arc<dyn Store>,
-    cipher: Cipher,
+    keys: Keys,
 }
 
 impl Vault {
-    /// Opens the vault, refusing a master key that does not open the canary record. The canary is
-    /// written on first start, so a wrong key fails at startup instead of on every Resolve.
-    ///
-    /// `initialized`: this data dir completed a first start, so its canary must be there. sled
-    /// opens a truncated or emptied log as a shorter (or new) one without complaint; without this
-    /// check a store whose files lost their contents would come up as an empty vault. A store
-    /// that never completed a first start (a crash before the canary was durable) and holds no
-    /// credential is new: it gets its canary now instead of refusing every later start.
+    /// Opens the vault with the default key policy; see `open_with`.
     pub async fn open(
         store: Arc<dyn Store>,
-        cipher: Cipher,
+        root: RootKey,
         initialized: bool,
     ) -> Result<Self, OpenError> {
-        match store.get(CANARY_KEY).await? {
-            Some(sealed) => {
-                cipher
-                    .open(CANARY_KEY, &sealed)
-                    .map_err(OpenError::WrongKey)?;
-            }
-            None if initialized => return Err(OpenError::CanaryMissing),
-            None => {
-                if !store.scan(record::PREFIX, None, 1).await?.is_empty() {
-                    return Err(OpenError::CanaryMissing);
-                }
-                let sealed = cipher.seal(CANARY_KEY, CANARY_PLAINTEXT)?;
-                store.put_if_absent(CANARY_KEY, sealed).await?;
-            }
+        Self::open_with(store, root, KeyPolicy::default(), initialized).await
+    }
+
+    /// Opens the vault: loads the keyring with `root` (refusing a root key that does not open
+    /// it), and upgrades a store of the first release in place.
+    ///
+    /// `initialized`: this data dir completed a first start, so its keyring must be there. sled
+    /// opens a truncated or emptied log as a shorter (or new) one without complaint; without this
+    /// check a store whose files lost their contents would come up as an empty vault. A store
+    /// that never completed a first start (a crash before the keyring was durable) and holds no
+    /// credential is new: it gets its keyring now instead of refusing every later start.
+    pub async fn open_with(
+        store: Arc<dyn Store>,
+        root: RootKey,
+        policy: KeyPolicy,
+        initialized: bool,
+    ) -> Result<Self, OpenError> {
+        let keys = Keys::load(store.clone(), root, policy, initialized).await?;
+        keys.reserve_ahead()
+            .await
+            .map_err(|e| OpenError::Keyring(e.to_string()))?;
+        if store.get(upgrade::CANARY_KEY).await?.is_some() {
+            let upgraded = upgrade::run(&store, &keys, &keys.legacy()).await?;
+            tracing::info!(
+                records = upgraded,
+                "store upgraded: every record is now sealed whole under the keyring's data key"
+            );
         }
-        Ok(Self { store, cipher })
+        Ok(Self { store, keys })
+    }
+
+    /// The keyring as stored now.
+    pub async fn key_status(&self) -> Result<KeyStatus, VaultError> {
+        self.keys.status().await
+    }
+
+    /// A new active data key: new writes use it at once.
+    pub async fn rotate_key(&self) -> Result<KeyInfo, VaultError> {
+        self.keys.rotate().await
     }
 
     /// Stores `cred`; with `replace`, overwrites an existing one and bumps its version.
@@ -89,10 +107,8 @@ impl Vault {
         replace: bool,
     ) -> Result<Metadata, VaultError> {
         let key = record::key(owner, label);
-        let plain = SealedCredential::encode(cred);
         for _ in 0..MAX_CAS_ATTEMPTS {
             let now = SystemTime::now();
-            let sealed = self.cipher.seal(&key, &plain)?;
             let write_id = new_write_id()?;
             // Without `replace` there is nothing to read first: the atomic create-if-absent
             // below tells whether the label is taken. Saves a store lookup on every new label.
@@ -103,29 +119,38 @@ impl Vault {
             };
             let written = match &current {
                 None => {
-                    let rec = StoredRecord::new(cred, sealed, write_id, 1, now, now);
-                    let bytes = prost::Message::encode_to_vec(&rec);
-                    let created = self.store.put_if_absent(&key, bytes).await?;
+                    let body = RecordBody::new(cred, write_id, 1, now, now);
+                    let sealed = self.keys.seal(&key, &body.encode_plain()).await?;
+                    let created = self.store.put_if_absent(&key, sealed).await?;
                     if !created && !replace {
                         return Err(self.already_exists(owner, label).await);
                     }
                     // A replace that lost the race to create the label retries as a replace.
-                    created.then_some(rec)
+                    created.then_some(body)
                 }
                 // Only read (and so only `Some`) with `replace`.
                 Some(old_bytes) => {
-                    let old = self.decode(owner, label, old_bytes)?;
-                    let (version, created) = (old.version + 1, old.created_at());
-                    let rec = StoredRecord::new(cred, sealed, write_id, version, created, now);
-                    let bytes = prost::Message::encode_to_vec(&rec);
+                    // A replace is how an unreadable record is overwritten: it starts over.
+                    let (version, created) =
+                        match self.open_body(owner, label, &key, old_bytes).await {
+                            Ok(old) => (old.version + 1, old.created_at()),
+                            Err(VaultError::Corrupt { reason, .. }) => {
+                                tracing::warn!(%owner, %label, %reason,
+                                    "replacing an unreadable record; its version restarts at 1");
+                                (1, now)
+                            }
+                            Err(e) => return Err(e),
+                        };
+                    let body = RecordBody::new(cred, write_id, version, created, now);
+                    let sealed = self.keys.seal(&key, &body.encode_plain()).await?;
                     self.store
-                        .compare_and_swap(&key, old_bytes, Some(bytes))
+                        .compare_and_swap(&key, old_bytes, Some(sealed))
                         .await?
-                        .then_some(rec)
+                        .then_some(body)
                 }
             };
-            if let Some(rec) = written {
-                return self.metadata(owner, label, &rec);
+            if let Some(body) = written {
+                return self.metadata(owner, label, &body);
             }
         }
         Err(VaultError::Contended {
@@ -134,7 +159,8 @@ impl Vault {
         })
     }
 
-    /// One page of an owner's credentials, ordered by label.
+    /// One page of an owner's credentials, ordered by label. Each record is opened: its
+    /// metadata is sealed with its secret.
     pub async fn list(
         &self,
         owner: &Owner,
@@ -152,8 +178,8 @@ impl Vault {
         let mut items = Vec::with_capacity(page_size.min(entries.len()));
         for (key, value) in entries.into_iter().take(page_size) {
             let label = label_of(owner, &prefix, &key)?;
-            let rec = self.decode(owner, &label, &value)?;
-            items.push(self.metadata(owner, &label, &rec)?);
+            let body = self.open_body(owner, &label, &key, &value).await?;
+            items.push(self.metadata(owner, &label, &body)?);
         }
         let next = if more {
             items.last().map(|m| PageToken(m.label.clone()))
@@ -176,8 +202,11 @@ impl Vault {
                     label: label.clone(),
                 });
             };
-            // A record that no longer decodes can still be deleted.
-            let version = self.decode(owner, label, &current).map_or(0, |r| r.version);
+            // A record that no longer opens can still be deleted.
+            let version = self
+                .open_body(owner, label, &key, &current)
+                .await
+                .map_or(0, |b| b.version);
             if self.store.compare_and_swap(&key, &current, None).await? {
                 return Ok(version);
             }
@@ -196,9 +225,8 @@ impl Vault {
         require_valid: bool,
     ) -> Result<Resolved, VaultError> {
         let key = record::key(owner, label);
-        // The hot path: no Metadata (its clones) is built, only the two fields Resolve needs.
-        let rec = self.fetch(owner, label, &key).await?;
-        let state = rec.validation_state();
+        let mut body = self.fetch(owner, label, &key).await?;
+        let state = body.validation_state();
         if require_valid && state != ValidationState::Valid {
             return Err(VaultError::NotValid {
                 owner: owner.clone(),
@@ -206,38 +234,32 @@ impl Vault {
                 state,
             });
         }
-        let corrupt = |reason: String| VaultError::Corrupt {
+        let credential = body.credential().map_err(|e| VaultError::Corrupt {
             owner: owner.clone(),
             label: label.clone(),
-            reason,
-        };
-        let plain = self
-            .cipher
-            .open(&key, &rec.sealed)
-            .map_err(|e| corrupt(e.to_string()))?;
-        let credential =
-            SealedCredential::decode_credential(&plain).map_err(|e| corrupt(e.to_string()))?;
+            reason: e.to_string(),
+        })?;
         Ok(Resolved {
             credential,
-            version: rec.version,
-            write_id: rec.write_id(),
+            version: body.version,
+            write_id: body.write_id(),
         })
     }
 
-    /// A credential's metadata, without opening its secret.
+    /// A credential's metadata (its record is opened, its secret not returned).
     pub async fn describe(&self, owner: &Owner, label: &Label) -> Result<Metadata, VaultError> {
         let key = record::key(owner, label);
-        let rec = self.fetch(owner, label, &key).await?;
-        self.metadata(owner, label, &rec)
+        let body = self.fetch(owner, label, &key).await?;
+        self.metadata(owner, label, &body)
     }
 
-    /// Reads and decodes the record stored under `key` (`owner`/`label`).
+    /// Reads and opens the record stored under `key` (`owner`/`label`).
     async fn fetch(
         &self,
         owner: &Owner,
         label: &Label,
         key: &[u8],
-    ) -> Result<StoredRecord, VaultError> {
+    ) -> Result<RecordBody, VaultError> {
         let bytes = self
             .store
             .get(key)
@@ -246,7 +268,7 @@ impl Vault {
                 owner: owner.clone(),
                 label: label.clone(),
             })?;
-        self.decode(owner, label, &bytes)
+        self.open_body(owner, label, key, &bytes).await
     }
 
     /// Records a validation outcome for the write `checked`. If the credential was replaced or
@@ -264,18 +286,18 @@ impl Vault {
             let Some(current) = self.store.get(&key).await? else {
                 return Ok(None);
             };
-            let mut rec = self.decode(owner, label, &current)?;
-            if rec.write_id() != checked {
+            let mut body = self.open_body(owner, label, &key, &current).await?;
+            if body.write_id() != checked {
                 return Ok(None);
             }
-            rec.set_validation(status);
-            let bytes = prost::Message::encode_to_vec(&rec);
+            body.set_validation(status);
+            let sealed = self.keys.seal(&key, &body.encode_plain()).await?;
             if self
                 .store
-                .compare_and_swap(&key, &current, Some(bytes))
+                .compare_and_swap(&key, &current, Some(sealed))
                 .await?
             {
-                return self.metadata(owner, label, &rec).map(Some);
+                return self.metadata(owner, label, &body).map(Some);
             }
         }
         Err(VaultError::Contended {
@@ -306,30 +328,40 @@ impl Vault {
         self.store.health()
     }
 
-    fn decode(
+    /// Opens stored record bytes: DATA_LOSS (for this record only) when they do not open under
+    /// the keyring or do not decode.
+    async fn open_body(
         &self,
         owner: &Owner,
         label: &Label,
+        key: &[u8],
         bytes: &[u8],
-    ) -> Result<StoredRecord, VaultError> {
-        StoredRecord::decode_bytes(bytes).map_err(|e| VaultError::Corrupt {
+    ) -> Result<RecordBody, VaultError> {
+        let corrupt = |reason: String| VaultError::Corrupt {
             owner: owner.clone(),
             label: label.clone(),
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        let plain = self
+            .keys
+            .open(key, bytes)
+            .await
+            .map_err(|e| corrupt(e.to_string()))?;
+        RecordBody::decode_plain(&plain).map_err(|e| corrupt(e.to_string()))
     }
 
     fn metadata(
         &self,
         owner: &Owner,
         label: &Label,
-        rec: &StoredRecord,
+        body: &RecordBody,
     ) -> Result<Metadata, VaultError> {
-        rec.metadata(owner, label).map_err(|e| VaultError::Corrupt {
-            owner: owner.clone(),
-            label: label.clone(),
-            reason: e.to_string(),
-        })
+        body.metadata(owner, label)
+            .map_err(|e| VaultError::Corrupt {
+                owner: owner.clone(),
+                label: label.clone(),
+                reason: e.to_string(),
+            })
     }
 }
 

@@ -1,5 +1,5 @@
-//! The stored form of a credential: plaintext metadata (for List, which never decrypts) plus the
-//! sealed credential (authoritative for Resolve). Encoded with protobuf so fields can be added.
+//! The stored form of a credential (`RecordBody`, sealed whole), encoded with protobuf so fields
+//! can be added. The first release's form lives in `v1.rs`, read only by the upgrade.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,8 +35,13 @@ fn key_with(owner: &Owner, label: &[u8]) -> Vec<u8> {
 /// Every credential's key starts with this.
 pub const PREFIX: &[u8] = b"cred/";
 
+/// A credential as stored since key management: metadata and secret together, sealed whole
+/// under a data key (the envelope's key id names it) with the record's key in the AAD. So the
+/// data dir shows owner and label names only, and an edited, swapped or half-replaced record
+/// fails to open. Its secret strings are wiped when it is dropped; its `Debug` shows none.
 #[derive(Clone, PartialEq, Message)]
-pub struct StoredRecord {
+#[prost(skip_debug)]
+pub struct RecordBody {
     #[prost(string, tag = "1")]
     pub account_sid: String,
     /// 1 = auth token, 2 = API key.
@@ -65,36 +70,28 @@ pub struct StoredRecord {
     pub twilio_error_code: i32,
     #[prost(string, tag = "13")]
     pub validation_message: String,
-    /// Envelope of a `SealedCredential`.
-    #[prost(bytes = "vec", tag = "14")]
-    pub sealed: Vec<u8>,
-    /// The write that stored this credential (see `WriteId`); empty in records written before
-    /// write ids existed.
+    /// The write that stored this credential (see `WriteId`).
     #[prost(bytes = "vec", tag = "15")]
     pub write_id: Vec<u8>,
-}
-
-/// The plaintext inside the envelope. Its strings are wiped when it is dropped.
-#[derive(Clone, PartialEq, Message)]
-pub struct SealedCredential {
-    #[prost(string, tag = "1")]
-    pub account_sid: String,
-    #[prost(string, tag = "2")]
+    #[prost(string, tag = "16")]
     pub auth_token: String,
-    #[prost(string, tag = "3")]
-    pub api_key_sid: String,
-    #[prost(string, tag = "4")]
+    #[prost(string, tag = "17")]
     pub api_key_secret: String,
-    #[prost(string, tag = "5")]
-    pub messaging_service_sid: String,
-    #[prost(string, tag = "6")]
-    pub from_number: String,
 }
 
-impl Drop for SealedCredential {
+impl Drop for RecordBody {
     fn drop(&mut self) {
         self.auth_token.zeroize();
         self.api_key_secret.zeroize();
+    }
+}
+
+impl std::fmt::Debug for RecordBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordBody")
+            .field("version", &self.version)
+            .field("secret", &"[REDACTED]")
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,86 +100,49 @@ impl Drop for SealedCredential {
 #[error("{0}")]
 pub struct Undecodable(pub &'static str);
 
-impl SealedCredential {
-    /// Encodes `cred` into a buffer that is wiped on drop.
-    pub fn encode(cred: &Credential) -> Zeroizing<Vec<u8>> {
-        let mut sealed = SealedCredential::default();
-        sealed.account_sid = cred.account_sid.as_str().to_owned();
-        match &cred.auth {
-            Auth::AuthToken(token) => sealed.auth_token = token.expose().to_owned(),
-            Auth::ApiKey { sid, secret } => {
-                sealed.api_key_sid = sid.as_str().to_owned();
-                sealed.api_key_secret = secret.expose().to_owned();
-            }
-        }
-        match &cred.sender {
-            Sender::MessagingService(sid) => sealed.messaging_service_sid = sid.as_str().to_owned(),
-            Sender::FromNumber(n) => sealed.from_number = n.as_str().to_owned(),
-        }
-        Zeroizing::new(sealed.encode_to_vec())
-    }
-
-    /// Decodes an opened envelope. The parsers run again: a record that decrypts but does not
-    /// parse is as corrupt as one that does not decrypt.
-    pub fn decode_credential(plain: &[u8]) -> Result<Credential, Undecodable> {
-        let mut s = SealedCredential::decode(plain).map_err(|_| Undecodable("not a credential"))?;
-        let bad = |_| Undecodable("stored credential breaks a field rule");
-        let auth = if !s.auth_token.is_empty() {
-            Auth::AuthToken(Secret::from_stored(&mut s.auth_token))
-        } else {
-            Auth::ApiKey {
-                sid: ApiKeySid::parse(&s.api_key_sid).map_err(bad)?,
-                secret: Secret::from_stored(&mut s.api_key_secret),
-            }
-        };
-        let sender = if !s.messaging_service_sid.is_empty() {
-            Sender::MessagingService(
-                MessagingServiceSid::parse(&s.messaging_service_sid).map_err(bad)?,
-            )
-        } else {
-            Sender::FromNumber(PhoneNumber::parse(&s.from_number).map_err(bad)?)
-        };
-        Ok(Credential {
-            account_sid: AccountSid::parse(&s.account_sid).map_err(bad)?,
-            auth,
-            sender,
-        })
-    }
-}
-
-impl StoredRecord {
+impl RecordBody {
     pub fn new(
         cred: &Credential,
-        sealed: Vec<u8>,
         write_id: WriteId,
         version: u64,
         created: SystemTime,
         now: SystemTime,
     ) -> Self {
-        let (auth_kind, api_key_sid) = match &cred.auth {
-            Auth::AuthToken(_) => (1, String::new()),
-            Auth::ApiKey { sid, .. } => (2, sid.as_str().to_owned()),
-        };
-        let (messaging_service_sid, from_number) = match &cred.sender {
-            Sender::MessagingService(sid) => (sid.as_str().to_owned(), String::new()),
-            Sender::FromNumber(n) => (String::new(), n.as_str().to_owned()),
-        };
-        let mut record = Self {
-            account_sid: cred.account_sid.as_str().to_owned(),
-            auth_kind,
-            api_key_sid,
-            messaging_service_sid,
-            from_number,
-            secret_hint: cred.password().hint(),
-            created_at_micros: micros(created),
-            updated_at_micros: micros(now),
-            version,
-            sealed,
-            write_id: write_id.0.to_vec(),
-            ..Default::default()
-        };
-        record.set_validation(&ValidationStatus::unvalidated());
-        record
+        let mut body = Self::default();
+        body.account_sid = cred.account_sid.as_str().to_owned();
+        body.secret_hint = cred.password().hint();
+        body.created_at_micros = micros(created);
+        body.updated_at_micros = micros(now);
+        body.version = version;
+        body.write_id = write_id.0.to_vec();
+        match &cred.auth {
+            Auth::AuthToken(token) => {
+                body.auth_kind = 1;
+                body.auth_token = token.expose().to_owned();
+            }
+            Auth::ApiKey { sid, secret } => {
+                body.auth_kind = 2;
+                body.api_key_sid = sid.as_str().to_owned();
+                body.api_key_secret = secret.expose().to_owned();
+            }
+        }
+        match &cred.sender {
+            Sender::MessagingService(sid) => body.messaging_service_sid = sid.as_str().to_owned(),
+            Sender::FromNumber(n) => body.from_number = n.as_str().to_owned(),
+        }
+        body.set_validation(&ValidationStatus::unvalidated());
+        body
+    }
+
+    /// The plaintext to seal, in a buffer that is wiped on drop.
+    pub fn encode_plain(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.encode_to_vec())
+    }
+
+    /// Decodes an opened envelope. The field rules run again when the credential is built: a
+    /// record that decrypts but does not parse is as corrupt as one that does not decrypt.
+    pub fn decode_plain(plain: &[u8]) -> Result<Self, Undecodable> {
+        Self::decode(plain).map_err(|_| Undecodable("record does not decode"))
     }
 
     pub fn set_validation(&mut self, v: &ValidationStatus) {
@@ -196,18 +156,10 @@ impl StoredRecord {
         self.validation_message = v.message.clone();
     }
 
-    pub fn decode_bytes(bytes: &[u8]) -> Result<Self, Undecodable> {
-        Self::decode(bytes).map_err(|_| Undecodable("record does not decode"))
-    }
-
-    /// The write id; for a record written before write ids existed, the first 16 bytes of its
-    /// envelope's nonce, which are as random and as unique per write.
     pub fn write_id(&self) -> WriteId {
         let mut id = [0; 16];
         if let Ok(stored) = <[u8; 16]>::try_from(self.write_id.as_slice()) {
             id = stored;
-        } else if let Some(nonce) = self.sealed.get(5..21) {
-            id.copy_from_slice(nonce);
         }
         WriteId(id)
     }
@@ -222,6 +174,31 @@ impl StoredRecord {
             3 => ValidationState::Invalid,
             _ => ValidationState::Unvalidated,
         }
+    }
+
+    /// The credential, its secret moved out of the body (which keeps an empty string).
+    pub fn credential(&mut self) -> Result<Credential, Undecodable> {
+        let bad = |_| Undecodable("stored credential breaks a field rule");
+        let auth = match self.auth_kind {
+            1 => Auth::AuthToken(Secret::from_stored(&mut self.auth_token)),
+            2 => Auth::ApiKey {
+                sid: ApiKeySid::parse(&self.api_key_sid).map_err(bad)?,
+                secret: Secret::from_stored(&mut self.api_key_secret),
+            },
+            _ => return Err(Undecodable("unknown auth kind")),
+        };
+        let sender = if !self.messaging_service_sid.is_empty() {
+            Sender::MessagingService(
+                MessagingServiceSid::parse(&self.messaging_service_sid).map_err(bad)?,
+            )
+        } else {
+            Sender::FromNumber(PhoneNumber::parse(&self.from_number).map_err(bad)?)
+        };
+        Ok(Credential {
+            account_sid: AccountSid::parse(&self.account_sid).map_err(bad)?,
+            auth,
+            sender,
+        })
     }
 
     pub fn metadata(&self, owner: &Owner, label: &Label) -> Result<Metadata, Undecodable> {
@@ -284,16 +261,16 @@ mod tests {
     }
 
     proptest! {
-        /// Stored bytes may be damaged: decoding a record, deriving its metadata and decoding
-        /// an opened envelope give a value or an error, never a panic.
+        /// Opened bytes may be damaged (or written by a buggy release): decoding a body,
+        /// deriving its metadata and its credential give a value or an error, never a panic.
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let owner = Owner::parse("o").unwrap();
             let label = Label::parse("l").unwrap();
-            if let Ok(rec) = StoredRecord::decode_bytes(&bytes) {
-                let _ = rec.metadata(&owner, &label);
+            if let Ok(mut body) = RecordBody::decode_plain(&bytes) {
+                let _ = body.metadata(&owner, &label);
+                let _ = body.credential();
             }
-            let _ = SealedCredential::decode_credential(&bytes);
         }
 
         #[test]
@@ -311,7 +288,11 @@ mod tests {
                 auth,
                 sender: Sender::MessagingService(MessagingServiceSid::parse(&format!("MG{body}")).unwrap()),
             };
-            let back = SealedCredential::decode_credential(&SealedCredential::encode(&cred)).unwrap();
+            let body = RecordBody::new(&cred, WriteId([7; 16]), 3, SystemTime::now(), SystemTime::now());
+            let mut back = RecordBody::decode_plain(&body.encode_plain()).unwrap();
+            prop_assert_eq!(back.version, 3);
+            prop_assert_eq!(back.write_id(), WriteId([7; 16]));
+            let back = back.credential().unwrap();
             prop_assert_eq!(back.account_sid.as_str(), cred.account_sid.as_str());
             prop_assert_eq!(back.password().expose(), cred.password().expose());
             prop_assert_eq!(back.username(), cred.username());
