@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Imports included so reflection can describe google.protobuf.Timestamp.
     compiler.include_imports(true).include_source_info(true);
     compiler.open_file("credvault/v1/credvault.proto")?;
+    compiler.open_file("credvault/v1/admin.proto")?;
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     // compile_fds ignores file_descriptor_set_path: write the set for reflection ourselves.

@@ -1,5 +1,5 @@
 //! For Rust clients of credvault (the CLI, the tests, the benchmarks, your service): a
-//! CredentialVault client that sends a bearer token with every call.
+//! CredentialVault (and Admin) client that sends a bearer token with every call.
 
 use std::fmt;
 
@@ -54,4 +54,13 @@ impl Interceptor for Bearer {
 /// A vault client over `channel`, authenticating with `bearer`.
 pub fn vault_client(channel: Channel, bearer: Bearer) -> VaultClient {
     CredentialVaultClient::with_interceptor(channel, bearer)
+}
+
+/// An Admin (key management) client whose every call carries the bearer token.
+pub type AdminClient =
+    crate::proto::v1::admin_client::AdminClient<InterceptedService<Channel, Bearer>>;
+
+/// An Admin client over `channel`, authenticating with `bearer`.
+pub fn admin_client(channel: Channel, bearer: Bearer) -> AdminClient {
+    crate::proto::v1::admin_client::AdminClient::with_interceptor(channel, bearer)
 }

@@ -392,3 +392,38 @@ async fn unauthenticated_and_permission_denied_exit_6() {
     );
     exits(&run(Some(lister), &["list", "other"]).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_status_and_rotate() {
+    let env = env().await;
+    exits(
+        &cli(&env, &add_args("keyed", &[]), Some(AUTH_TOKEN)).await,
+        0,
+    );
+    let out = cli(&env, &["keys", "status"], None).await;
+    exits(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("active key 1"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("1 ") && l.contains("active")),
+        "{text}"
+    );
+
+    let out = cli(&env, &["keys", "rotate"], None).await;
+    exits(&out, 0);
+    assert!(
+        stdout(&out).contains("data key 2 is active"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = cli(&env, &["keys", "status", "-o", "json"], None).await;
+    exits(&out, 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(status["activeKeyId"], 2, "{status}");
+    let keys = status["keys"].as_array().unwrap();
+    assert_eq!(keys[0]["state"], "DATA_KEY_STATE_DECRYPT_ONLY");
+    assert_eq!(keys[0]["records"], "1", "uint64 is a string in proto3 JSON");
+    assert_eq!(keys[1]["state"], "DATA_KEY_STATE_ACTIVE");
+}

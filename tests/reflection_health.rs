@@ -55,6 +55,7 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
     let server = TestServer::start(config(dir.path())).await;
     let expected = [
         "credvault.v1.CredentialVault",
+        "credvault.v1.Admin",
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
@@ -72,6 +73,7 @@ async fn reflection_v1_and_v1alpha_list_every_service() {
     for symbol in [
         "credvault.v1.CredentialVault",
         "credvault.v1.ResolveResponse",
+        "credvault.v1.KeyStatus",
         "google.rpc.BadRequest",
     ] {
         assert!(

@@ -20,6 +20,7 @@ expect() { # expect NEEDLE OUTPUT
 }
 out=$(grpcurl -plaintext "$addr" list); echo "$out"
 expect credvault.v1.CredentialVault "$out"
+expect credvault.v1.Admin "$out"
 expect grpc.health.v1.Health "$out"
 expect '"SERVING"' "$(grpcurl -plaintext "$addr" grpc.health.v1.Health/Check)"
 
@@ -37,6 +38,10 @@ cli() { CREDVAULT_ADDR=http://$addr CREDVAULT_TOKEN_FILE=$work/data/admin.token 
 expect 'prod' "$(cli list acme)"
 expect '"label":"prod"' "$(cli list acme -o json)"
 expect 'SERVING' "$(cli health)"
+# Key management: over grpcurl (the Admin service) and the CLI.
+expect '"activeKeyId": 1' "$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' "$addr" credvault.v1.Admin/GetKeyStatus)"
+expect 'data key 2 is active' "$(cli keys rotate)"
+expect '"password": "f00dfeedcafe0123456789abcdef4242"' "$(rpc Resolve '{"owner":"acme","label":"prod"}')"
 expect '"version": "1"' "$(rpc Delete '{"owner":"acme","label":"prod"}')"
 expect 'NotFound' "$(rpc Resolve '{"owner":"acme","label":"prod"}' 2>&1 || true)"
 

@@ -75,7 +75,10 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
-    // Room for `keys` and `backup`: each a subcommand group of its own.
+    /// Manage the keyring: `status`, `rotate` (an admin caller of every owner).
+    #[command(subcommand)]
+    Keys(client::keys::KeysCommand),
+    // Room for `backup`: a subcommand group of its own.
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -95,6 +98,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Command::Resolve(args) => client::resolve::run(args).await,
                 Command::Delete(args) => client::delete::run(args).await,
                 Command::Health(args) => client::health::run(args).await,
+                Command::Keys(command) => client::keys::run(command).await,
                 Command::Serve(_) | Command::Config(_) | Command::Token(_) | Command::Audit(_) => {
                     unreachable!("matched above")
                 }

@@ -1,5 +1,6 @@
 //! The gRPC edge: the vault service, health and server reflection (v1 and v1alpha).
 
+mod admin;
 mod audited;
 mod authz;
 mod convert;
@@ -13,11 +14,13 @@ use tonic_health::server::HealthReporter;
 
 use crate::audit::AuditLog;
 use crate::auth::Access;
+use crate::proto::v1::admin_server::AdminServer;
 use crate::proto::{self, v1::credential_vault_server::CredentialVaultServer};
 use crate::store::Health;
 use crate::twilio::TwilioClient;
 use crate::vault::{Validator, Vault};
 use crate::Config;
+pub use admin::AdminService;
 pub use vault::VaultService;
 
 /// Full proto name of the vault service, as health checks and reflection know it.
@@ -52,12 +55,19 @@ pub async fn routes(
     };
 
     let validator = Validator::new(vault.clone(), twilio, config);
+    let admin_service = AdminServer::new(AdminService::new(
+        vault.clone(),
+        access.clone(),
+        audit.clone(),
+    ))
+    .max_decoding_message_size(max_request_bytes);
     let vault_service =
         CredentialVaultServer::new(VaultService::new(vault, validator, access, audit))
             .max_decoding_message_size(max_request_bytes);
     // transport::limit holds every service to the size limit first (as RESOURCE_EXHAUSTED);
     // tonic's own limit is the backstop, the same for all of them (not its 4 MiB default).
     let routes = Routes::new(vault_service)
+        .add_service(admin_service)
         .add_service(health_service.max_decoding_message_size(max_request_bytes))
         .add_service(
             reflection()

@@ -56,6 +56,8 @@ pub struct KeyStatus {
     pub keyring_version: u64,
     pub active: u32,
     pub keys: Vec<KeyInfo>,
+    /// Records sealed with each key id (filled in by `Vault::key_status`, which scans).
+    pub records: std::collections::BTreeMap<u32, u64>,
 }
 
 /// Encryptions this instance reserved and has not used yet, on key `key`.
@@ -205,6 +207,7 @@ impl Keys {
             keyring_version: ring.version(),
             active: ring.active().id,
             keys: ring.infos(),
+            records: Default::default(),
         })
     }
 

@@ -12,6 +12,7 @@ mod validate;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+pub use crate::crypto::{KeyInfo, KeyState};
 pub use admission::QueueFull;
 pub use error::{OpenError, VaultError};
 pub use keys::{KeyPolicy, KeyStatus};
@@ -20,7 +21,7 @@ pub use record::{key as record_key, RecordBody};
 pub use upgrade::V1Record;
 pub use validate::{ValidateError, Validated, Validator};
 
-use crate::crypto::{KeyInfo, RootKey};
+use crate::crypto::RootKey;
 use crate::domain::{
     Credential, Label, Metadata, Owner, PageToken, ValidationState, ValidationStatus, WriteId,
 };
@@ -88,9 +89,27 @@ impl Vault {
         Ok(Self { store, keys })
     }
 
-    /// The keyring as stored now.
+    /// The keyring as stored now, with how many records each key seals (a scan of key ids:
+    /// nothing is decrypted).
     pub async fn key_status(&self) -> Result<KeyStatus, VaultError> {
-        self.keys.status().await
+        let mut status = self.keys.status().await?;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .scan(record::PREFIX, after.as_deref(), 1024)
+                .await?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for (_, bytes) in &page {
+                if let Ok(id) = crate::crypto::Keyring::key_id_of(bytes) {
+                    *status.records.entry(id).or_default() += 1;
+                }
+            }
+        }
+        Ok(status)
     }
 
     /// A new active data key: new writes use it at once.

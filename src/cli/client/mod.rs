@@ -4,6 +4,7 @@
 pub mod add;
 pub mod delete;
 pub mod health;
+pub mod keys;
 pub mod list;
 mod output;
 pub mod resolve;
@@ -112,6 +113,15 @@ impl ClientArgs {
     pub async fn vault(&self) -> Result<VaultClient, Exit> {
         let bearer = self.bearer()?;
         Ok(vault_client(self.channel().await?, bearer))
+    }
+
+    /// An Admin client calling with the token file's token.
+    pub async fn admin(&self) -> Result<credvault::client::AdminClient, Exit> {
+        let bearer = self.bearer()?;
+        Ok(credvault::client::admin_client(
+            self.channel().await?,
+            bearer,
+        ))
     }
 
     fn bearer(&self) -> Result<Bearer, Exit> {

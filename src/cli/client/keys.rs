@@ -1,0 +1,101 @@
+//! `credvault keys status|rotate`: the keyring, over the Admin service (an `admin` caller of
+//! every owner; the bootstrap admin token is one).
+
+use credvault::proto::v1::{self as pb, DataKeyState};
+
+use super::output::{self, Output};
+use super::{failed, ClientArgs, Exit};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// The keyring: every data key's id, state, encryption count and records, and the active key.
+    #[command(after_help = "Example:\n  credvault keys status")]
+    Status(KeysArgs),
+    /// Make a new data key active; new writes use it at once, old records stay readable.
+    #[command(after_help = "Example:\n  credvault keys rotate && credvault keys status")]
+    Rotate(KeysArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+pub async fn run(command: KeysCommand) -> Exit {
+    match command {
+        KeysCommand::Status(args) => status(args).await,
+        KeysCommand::Rotate(args) => rotate(args).await,
+    }
+}
+
+async fn status(args: KeysArgs) -> Exit {
+    let mut admin = match args.client.admin().await {
+        Ok(admin) => admin,
+        Err(exit) => return exit,
+    };
+    match admin.get_key_status(pb::GetKeyStatusRequest {}).await {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            match args.client.output {
+                Output::Json => println!("{}", output::json(&reply, "KeyStatus")),
+                Output::Table => {
+                    println!(
+                        "keyring version {}, active key {}",
+                        reply.keyring_version, reply.active_key_id
+                    );
+                    let rows: Vec<_> = reply.keys.iter().map(key_row).collect();
+                    print!(
+                        "{}",
+                        output::table(
+                            &["KEY", "STATE", "CREATED", "ENCRYPTIONS", "RECORDS"],
+                            &rows
+                        )
+                    );
+                }
+            }
+            Exit::Ok
+        }
+        Err(status) => failed(&status),
+    }
+}
+
+async fn rotate(args: KeysArgs) -> Exit {
+    let mut admin = match args.client.admin().await {
+        Ok(admin) => admin,
+        Err(exit) => return exit,
+    };
+    match admin.rotate_data_key(pb::RotateDataKeyRequest {}).await {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            match args.client.output {
+                Output::Json => println!("{}", output::json(&reply, "RotateDataKeyResponse")),
+                Output::Table => println!(
+                    "data key {} is active (keyring version {}); records sealed with older keys stay readable",
+                    reply.active.map_or(0, |k| k.id),
+                    reply.keyring_version
+                ),
+            }
+            Exit::Ok
+        }
+        Err(status) => failed(&status),
+    }
+}
+
+fn key_row(k: &pb::DataKey) -> Vec<String> {
+    let state = match k.state() {
+        DataKeyState::Active => "active",
+        DataKeyState::DecryptOnly => "decrypt-only",
+        DataKeyState::Retired => "retired",
+        DataKeyState::Unspecified => "?",
+    };
+    vec![
+        k.id.to_string(),
+        state.into(),
+        k.created_at
+            .as_ref()
+            .map_or_else(|| "-".into(), |t| t.to_string()),
+        k.encryptions.to_string(),
+        k.records.to_string(),
+    ]
+}

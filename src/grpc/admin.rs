@@ -1,0 +1,107 @@
+//! `credvault.v1.Admin`: key management. Every RPC needs the `admin` scope and every owner, and
+//! is audited like the vault's.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::audited::{Audit, Wipe};
+use super::authz::authorize;
+use crate::audit::{AuditLog, Event};
+use crate::auth::{Access, Scope};
+use crate::proto::v1 as pb;
+use crate::vault::{KeyInfo, KeyState, Vault};
+
+/// The owner an admin caller must be allowed: all of them (`owners = ["*"]`).
+const ALL_OWNERS: &str = "*";
+
+pub struct AdminService {
+    vault: Arc<Vault>,
+    access: Arc<Access>,
+    audit: AuditLog,
+}
+
+impl AdminService {
+    pub fn new(vault: Arc<Vault>, access: Arc<Access>, audit: AuditLog) -> Self {
+        Self {
+            vault,
+            access,
+            audit,
+        }
+    }
+
+    fn admit<T>(&self, event: &mut Event, req: &Request<T>) -> Result<(), Status> {
+        authorize(&self.access, event, req, Scope::Admin, ALL_OWNERS).map(drop)
+    }
+
+    async fn status_rpc(
+        &self,
+        req: Request<pb::GetKeyStatusRequest>,
+        event: &mut Event,
+    ) -> Result<Response<pb::KeyStatus>, Status> {
+        self.admit(event, &req)?;
+        let status = self.vault.key_status().await?;
+        Ok(Response::new(pb::KeyStatus {
+            keyring_version: status.keyring_version,
+            active_key_id: status.active,
+            keys: status
+                .keys
+                .iter()
+                .map(|k| data_key(k, status.records.get(&k.id).copied().unwrap_or(0)))
+                .collect(),
+        }))
+    }
+
+    async fn rotate_rpc(
+        &self,
+        req: Request<pb::RotateDataKeyRequest>,
+        event: &mut Event,
+    ) -> Result<Response<pb::RotateDataKeyResponse>, Status> {
+        self.admit(event, &req)?;
+        let active = self.vault.rotate_key().await?;
+        let status = self.vault.key_status().await?;
+        let records = status.records.get(&active.id).copied().unwrap_or(0);
+        Ok(Response::new(pb::RotateDataKeyResponse {
+            active: Some(data_key(&active, records)),
+            keyring_version: status.keyring_version,
+        }))
+    }
+}
+
+fn data_key(k: &KeyInfo, records: u64) -> pb::DataKey {
+    pb::DataKey {
+        id: k.id,
+        created_at: Some(prost_types::Timestamp::from(k.created_at)),
+        state: match k.state {
+            KeyState::Active => pb::DataKeyState::Active,
+            KeyState::DecryptOnly => pb::DataKeyState::DecryptOnly,
+            KeyState::Retired => pb::DataKeyState::Retired,
+        } as i32,
+        encryptions: k.encryptions,
+        records,
+    }
+}
+
+impl Wipe for pb::KeyStatus {}
+impl Wipe for pb::RotateDataKeyResponse {}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for AdminService {
+    async fn get_key_status(
+        &self,
+        req: Request<pb::GetKeyStatusRequest>,
+    ) -> Result<Response<pb::KeyStatus>, Status> {
+        let mut audit = Audit::start(&self.audit, "GetKeyStatus", &req, "", "");
+        let result = self.status_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+
+    async fn rotate_data_key(
+        &self,
+        req: Request<pb::RotateDataKeyRequest>,
+    ) -> Result<Response<pb::RotateDataKeyResponse>, Status> {
+        let mut audit = Audit::start(&self.audit, "RotateDataKey", &req, "", "");
+        let result = self.rotate_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+}
