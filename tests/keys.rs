@@ -211,3 +211,61 @@ fn sample_credential() -> credvault::domain::Credential {
         sender: Sender::MessagingService(MessagingServiceSid::parse(MG_SID).unwrap()),
     }
 }
+
+#[tokio::test]
+async fn a_key_is_retired_only_once_no_record_uses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config(dir.path())).await;
+    let mut c = server.client().await;
+    let mut a = admin(server.channel().await, TEST_TOKEN);
+    for label in ["a", "b"] {
+        c.add(add_request("acme", label, token_credential()))
+            .await
+            .unwrap();
+    }
+    a.rotate_data_key(pb::RotateDataKeyRequest {}).await.unwrap();
+    let retire = |id| pb::RetireDataKeyRequest { id };
+
+    let err = a.retire_data_key(retire(1)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("2 record(s)"), "{}", err.message());
+    let err = a.retire_data_key(retire(2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("active"), "{}", err.message());
+    let err = a.retire_data_key(retire(99)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+
+    // Replacing both moves them to the active key; then key 1 can go.
+    for label in ["a", "b"] {
+        let mut add = add_request("acme", label, api_key_credential());
+        add.replace = true;
+        c.add(add).await.unwrap();
+    }
+    let retired = a
+        .retire_data_key(retire(1))
+        .await
+        .unwrap()
+        .into_inner()
+        .retired
+        .unwrap();
+    assert_eq!(retired.state, pb::DataKeyState::Retired as i32);
+    // Again: a no-op.
+    a.retire_data_key(retire(1)).await.unwrap();
+    for label in ["a", "b"] {
+        c.resolve(resolve_request("acme", label)).await.unwrap();
+    }
+    server.stop().await.unwrap();
+
+    let server = TestServer::start(config(dir.path())).await;
+    let mut a = admin(server.channel().await, TEST_TOKEN);
+    let now = status(&mut a).await;
+    let states: Vec<_> = now.keys.iter().map(|k| (k.id, k.state)).collect();
+    assert_eq!(
+        states,
+        [
+            (1, pb::DataKeyState::Retired as i32),
+            (2, pb::DataKeyState::Active as i32)
+        ]
+    );
+    server.stop().await.unwrap();
+}

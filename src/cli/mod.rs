@@ -75,7 +75,7 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
-    /// Manage the keyring: `status`, `rotate` (an admin caller of every owner).
+    /// Manage the keyring: `status`, `rotate`, `retire` (an admin caller of every owner).
     #[command(subcommand)]
     Keys(client::keys::KeysCommand),
     // Room for `backup`: a subcommand group of its own.

@@ -68,6 +68,22 @@ impl AdminService {
     }
 }
 
+impl AdminService {
+    async fn retire_rpc(
+        &self,
+        req: Request<pb::RetireDataKeyRequest>,
+        event: &mut Event,
+    ) -> Result<Response<pb::RetireDataKeyResponse>, Status> {
+        self.admit(event, &req)?;
+        let retired = self.vault.retire_key(req.get_ref().id).await?;
+        let status = self.vault.key_status().await?;
+        Ok(Response::new(pb::RetireDataKeyResponse {
+            retired: Some(data_key(&retired, 0)),
+            keyring_version: status.keyring_version,
+        }))
+    }
+}
+
 fn data_key(k: &KeyInfo, records: u64) -> pb::DataKey {
     pb::DataKey {
         id: k.id,
@@ -84,6 +100,7 @@ fn data_key(k: &KeyInfo, records: u64) -> pb::DataKey {
 
 impl Wipe for pb::KeyStatus {}
 impl Wipe for pb::RotateDataKeyResponse {}
+impl Wipe for pb::RetireDataKeyResponse {}
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
@@ -102,6 +119,15 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::RotateDataKeyResponse>, Status> {
         let mut audit = Audit::start(&self.audit, "RotateDataKey", &req, "", "");
         let result = self.rotate_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+
+    async fn retire_data_key(
+        &self,
+        req: Request<pb::RetireDataKeyRequest>,
+    ) -> Result<Response<pb::RetireDataKeyResponse>, Status> {
+        let mut audit = Audit::start(&self.audit, "RetireDataKey", &req, "", "");
+        let result = self.retire_rpc(req, &mut audit.event).await;
         audit.finish(result).await
     }
 }

@@ -70,6 +70,8 @@ impl From<VaultError> for Status {
                 "the vault's store failed to make a write durable and takes no writes until \
                  credvault is restarted; retry against a healthy instance",
             ),
+            VaultError::NoSuchKey(_) => Status::not_found(err.to_string()),
+            VaultError::KeyInUse { .. } => Status::failed_precondition(err.to_string()),
             VaultError::Store(_) | VaultError::Crypto(_) | VaultError::Keyring(_) => {
                 tracing::error!(error = %err, "internal error");
                 Status::internal("internal error; see the server log")

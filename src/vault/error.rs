@@ -32,6 +32,11 @@ pub enum VaultError {
     Store(#[from] StoreError),
     #[error("sealing failed: {0}")]
     Crypto(#[from] CryptoError),
+    #[error("the keyring has no data key {0}")]
+    NoSuchKey(u32),
+    /// A data key that may not be retired yet, and why.
+    #[error("data key {id} cannot be retired: {reason}")]
+    KeyInUse { id: u32, reason: String },
     /// The keyring could not be read or changed (the store is damaged, or far too contended).
     #[error("keyring: {0}")]
     Keyring(String),

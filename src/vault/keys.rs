@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use super::record::PREFIX;
 use super::upgrade::CANARY_KEY;
 use super::{OpenError, VaultError};
-use crate::crypto::{CryptoError, KeyInfo, Keyring, LegacyCipher, RootKey};
+use crate::crypto::{CryptoError, KeyInfo, KeyState, Keyring, LegacyCipher, RootKey};
 use crate::store::Store;
 
 pub(super) const KEYRING_KEY: &[u8] = b"meta/keyring";
@@ -223,6 +223,27 @@ impl Keys {
             "data key rotated"
         );
         Ok(active)
+    }
+
+    /// Drops key `id`'s material for good (the caller checked that no record uses it).
+    pub async fn retire(&self, id: u32) -> Result<KeyInfo, VaultError> {
+        let ring = self
+            .update(|ring| match ring.info(id).map(|k| k.state) {
+                None => Err(VaultError::NoSuchKey(id)),
+                Some(KeyState::Retired) => Ok(None),
+                Some(KeyState::Active) => Err(VaultError::KeyInUse {
+                    id,
+                    reason: "it is the active key; rotate first".into(),
+                }),
+                Some(KeyState::DecryptOnly) => Ok(ring.retired(id)),
+            })
+            .await?;
+        tracing::info!(
+            key = id,
+            keyring_version = ring.version(),
+            "data key retired"
+        );
+        ring.info(id).cloned().ok_or(VaultError::NoSuchKey(id))
     }
 
     fn too_old(&self, ring: &Keyring) -> bool {

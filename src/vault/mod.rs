@@ -112,6 +112,22 @@ impl Vault {
         Ok(status)
     }
 
+    /// Retires data key `id` once no record is sealed with it (FAILED_PRECONDITION with the
+    /// count otherwise).
+    pub async fn retire_key(&self, id: u32) -> Result<KeyInfo, VaultError> {
+        let status = self.key_status().await?;
+        let records = status.records.get(&id).copied().unwrap_or(0);
+        if records > 0 {
+            return Err(VaultError::KeyInUse {
+                id,
+                reason: format!(
+                    "{records} record(s) are still sealed with it; re-encrypt them to the active key first"
+                ),
+            });
+        }
+        self.keys.retire(id).await
+    }
+
     /// A new active data key: new writes use it at once.
     pub async fn rotate_key(&self) -> Result<KeyInfo, VaultError> {
         self.keys.rotate().await

@@ -14,6 +14,17 @@ pub enum KeysCommand {
     /// Make a new data key active; new writes use it at once, old records stay readable.
     #[command(after_help = "Example:\n  credvault keys rotate && credvault keys status")]
     Rotate(KeysArgs),
+    /// Destroy a data key for good, once no record uses it (exit 7 with the count otherwise).
+    #[command(after_help = "Example:\n  credvault keys retire 1")]
+    Retire(RetireArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetireArgs {
+    /// The data key's id (see `credvault keys status`).
+    pub id: u32,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -26,6 +37,29 @@ pub async fn run(command: KeysCommand) -> Exit {
     match command {
         KeysCommand::Status(args) => status(args).await,
         KeysCommand::Rotate(args) => rotate(args).await,
+        KeysCommand::Retire(args) => retire(args).await,
+    }
+}
+
+async fn retire(args: RetireArgs) -> Exit {
+    let mut admin = match args.client.admin().await {
+        Ok(admin) => admin,
+        Err(exit) => return exit,
+    };
+    let request = pb::RetireDataKeyRequest { id: args.id };
+    match admin.retire_data_key(request).await {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            match args.client.output {
+                Output::Json => println!("{}", output::json(&reply, "RetireDataKeyResponse")),
+                Output::Table => println!(
+                    "data key {} is retired (keyring version {}); its material is gone",
+                    args.id, reply.keyring_version
+                ),
+            }
+            Exit::Ok
+        }
+        Err(status) => failed(&status),
     }
 }
 
