@@ -223,7 +223,9 @@ async fn a_key_is_retired_only_once_no_record_uses_it() {
             .await
             .unwrap();
     }
-    a.rotate_data_key(pb::RotateDataKeyRequest {}).await.unwrap();
+    a.rotate_data_key(pb::RotateDataKeyRequest {})
+        .await
+        .unwrap();
     let retire = |id| pb::RetireDataKeyRequest { id };
 
     let err = a.retire_data_key(retire(1)).await.unwrap_err();

@@ -58,12 +58,10 @@ impl AdminService {
         event: &mut Event,
     ) -> Result<Response<pb::RotateDataKeyResponse>, Status> {
         self.admit(event, &req)?;
-        let active = self.vault.rotate_key().await?;
-        let status = self.vault.key_status().await?;
-        let records = status.records.get(&active.id).copied().unwrap_or(0);
+        let (active, keyring_version) = self.vault.rotate_key().await?;
         Ok(Response::new(pb::RotateDataKeyResponse {
-            active: Some(data_key(&active, records)),
-            keyring_version: status.keyring_version,
+            active: Some(data_key(&active, 0)),
+            keyring_version,
         }))
     }
 }
@@ -75,11 +73,10 @@ impl AdminService {
         event: &mut Event,
     ) -> Result<Response<pb::RetireDataKeyResponse>, Status> {
         self.admit(event, &req)?;
-        let retired = self.vault.retire_key(req.get_ref().id).await?;
-        let status = self.vault.key_status().await?;
+        let (retired, keyring_version) = self.vault.retire_key(req.get_ref().id).await?;
         Ok(Response::new(pb::RetireDataKeyResponse {
             retired: Some(data_key(&retired, 0)),
-            keyring_version: status.keyring_version,
+            keyring_version,
         }))
     }
 }

@@ -212,7 +212,8 @@ impl Keys {
     }
 
     /// A new active data key; the old one becomes decrypt-only. New writes use it at once.
-    pub async fn rotate(&self) -> Result<KeyInfo, VaultError> {
+    /// Returns it and the keyring version that made it.
+    pub async fn rotate(&self) -> Result<(KeyInfo, u64), VaultError> {
         let ring = self
             .update(|ring| Ok(Some(ring.rotated(SystemTime::now())?)))
             .await?;
@@ -222,11 +223,12 @@ impl Keys {
             keyring_version = ring.version(),
             "data key rotated"
         );
-        Ok(active)
+        Ok((active, ring.version()))
     }
 
     /// Drops key `id`'s material for good (the caller checked that no record uses it).
-    pub async fn retire(&self, id: u32) -> Result<KeyInfo, VaultError> {
+    /// Returns it and the keyring version.
+    pub async fn retire(&self, id: u32) -> Result<(KeyInfo, u64), VaultError> {
         let ring = self
             .update(|ring| match ring.info(id).map(|k| k.state) {
                 None => Err(VaultError::NoSuchKey(id)),
@@ -243,7 +245,8 @@ impl Keys {
             keyring_version = ring.version(),
             "data key retired"
         );
-        ring.info(id).cloned().ok_or(VaultError::NoSuchKey(id))
+        let info = ring.info(id).cloned().ok_or(VaultError::NoSuchKey(id))?;
+        Ok((info, ring.version()))
     }
 
     fn too_old(&self, ring: &Keyring) -> bool {

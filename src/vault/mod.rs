@@ -114,7 +114,7 @@ impl Vault {
 
     /// Retires data key `id` once no record is sealed with it (FAILED_PRECONDITION with the
     /// count otherwise).
-    pub async fn retire_key(&self, id: u32) -> Result<KeyInfo, VaultError> {
+    pub async fn retire_key(&self, id: u32) -> Result<(KeyInfo, u64), VaultError> {
         let status = self.key_status().await?;
         let records = status.records.get(&id).copied().unwrap_or(0);
         if records > 0 {
@@ -128,8 +128,8 @@ impl Vault {
         self.keys.retire(id).await
     }
 
-    /// A new active data key: new writes use it at once.
-    pub async fn rotate_key(&self) -> Result<KeyInfo, VaultError> {
+    /// A new active data key: new writes use it at once. Returns it and the keyring version.
+    pub async fn rotate_key(&self) -> Result<(KeyInfo, u64), VaultError> {
         self.keys.rotate().await
     }
 
