@@ -271,3 +271,46 @@ async fn a_key_is_retired_only_once_no_record_uses_it() {
     );
     server.stop().await.unwrap();
 }
+
+/// Writers that find this instance's reservation used up at the same moment reserve one block
+/// between them (one keyring write), not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_one_reservation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path(), 8 << 20).unwrap());
+    let vault = Arc::new(
+        Vault::open_with(
+            store,
+            RootKey::from_bytes([6; 32]),
+            KeyPolicy::default(),
+            false,
+        )
+        .await
+        .unwrap(),
+    );
+    // A fresh active key: nobody holds encryptions on it yet.
+    vault.rotate_key().await.unwrap();
+    let owner = Owner::parse("acme").unwrap();
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..32 {
+        let (vault, owner) = (vault.clone(), owner.clone());
+        writers.spawn(async move {
+            let label = Label::parse(&format!("w{i}")).unwrap();
+            vault
+                .add(&owner, &label, &sample_credential(), false)
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let status = vault.key_status().await.unwrap();
+    let active = status.keys.iter().find(|k| k.id == status.active).unwrap();
+    assert_eq!(status.records.get(&status.active), Some(&32));
+    assert_eq!(
+        active.encryptions,
+        1 << 20,
+        "one block of 2^20, reserved once"
+    );
+}

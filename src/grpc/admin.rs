@@ -64,9 +64,7 @@ impl AdminService {
             keyring_version,
         }))
     }
-}
 
-impl AdminService {
     async fn retire_rpc(
         &self,
         req: Request<pb::RetireDataKeyRequest>,

@@ -126,18 +126,6 @@ impl Keys {
         })
     }
 
-    /// Takes this instance's first reservation, so the first write does not wait for a keyring
-    /// write of its own.
-    pub(super) async fn reserve_ahead(&self) -> Result<(), VaultError> {
-        if self.take_one().is_none() {
-            self.reserve().await?;
-        } else {
-            // Give back the one taken to look.
-            self.window.lock().unwrap_or_else(|e| e.into_inner()).left += 1;
-        }
-        Ok(())
-    }
-
     /// Opens the first release's envelopes (the upgrade).
     pub(super) fn legacy(&self) -> LegacyCipher {
         LegacyCipher::new(&self.root)
@@ -190,6 +178,12 @@ impl Keys {
 
     /// Reads the stored keyring again.
     pub async fn reload(&self) -> Result<Arc<Keyring>, VaultError> {
+        let (_, ring) = self.read_stored().await?;
+        Ok(self.install(ring))
+    }
+
+    /// The stored keyring: its bytes (for a compare-and-swap) and what they open to.
+    async fn read_stored(&self) -> Result<(Vec<u8>, Keyring), VaultError> {
         let stored = self
             .store
             .get(KEYRING_KEY)
@@ -197,7 +191,7 @@ impl Keys {
             .ok_or_else(|| VaultError::Keyring("the keyring record is gone".into()))?;
         let ring = Keyring::open(&self.root, &stored)
             .map_err(|e| VaultError::Keyring(format!("the stored keyring does not open: {e}")))?;
-        Ok(self.install(ring))
+        Ok((stored, ring))
     }
 
     /// The keyring as stored now.
@@ -214,8 +208,9 @@ impl Keys {
     /// A new active data key; the old one becomes decrypt-only. New writes use it at once.
     /// Returns it and the keyring version that made it.
     pub async fn rotate(&self) -> Result<(KeyInfo, u64), VaultError> {
+        let one = self.updating.lock().await;
         let ring = self
-            .update(|ring| Ok(Some(ring.rotated(SystemTime::now())?)))
+            .update(&one, |ring| Ok(Some(ring.rotated(SystemTime::now())?)))
             .await?;
         let active = ring.active().clone();
         tracing::info!(
@@ -229,8 +224,9 @@ impl Keys {
     /// Drops key `id`'s material for good (the caller checked that no record uses it).
     /// Returns it and the keyring version.
     pub async fn retire(&self, id: u32) -> Result<(KeyInfo, u64), VaultError> {
+        let one = self.updating.lock().await;
         let ring = self
-            .update(|ring| match ring.info(id).map(|k| k.state) {
+            .update(&one, |ring| match ring.info(id).map(|k| k.state) {
                 None => Err(VaultError::NoSuchKey(id)),
                 Some(KeyState::Retired) => Ok(None),
                 Some(KeyState::Active) => Err(VaultError::KeyInUse {
@@ -272,14 +268,29 @@ impl Keys {
         Some(ring)
     }
 
+    /// Whether this instance holds unused encryptions on `ring`'s active key.
+    fn window_open(&self, ring: &Keyring) -> bool {
+        let window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        window.key == ring.active().id && window.left > 0 && !self.too_old(ring)
+    }
+
     /// Reserves the next block of encryptions, rotating first when the active key has done its
-    /// share (or is too old).
-    async fn reserve(&self) -> Result<(), VaultError> {
+    /// share (or is too old). A no-op when this instance already holds a block on the active key:
+    /// writers that found the window empty together reserve one block, not one each. Called at
+    /// open too, so the first write does not wait for a keyring write of its own.
+    pub(super) async fn reserve(&self) -> Result<(), VaultError> {
         let block = self.policy.block();
         let bound = self.policy.rotate_after_encryptions;
         let mut rotated = None;
+        let mut reserved = false;
+        // Held until the window is set, so a writer waiting behind us sees it.
+        let one = self.updating.lock().await;
         let ring = self
-            .update(|ring| {
+            .update(&one, |ring| {
+                if self.window_open(ring) {
+                    return Ok(None);
+                }
+                reserved = true;
                 let active = ring.active();
                 let full = active.encryptions.saturating_add(block) > bound;
                 let base = if full || self.too_old(ring) {
@@ -300,30 +311,26 @@ impl Keys {
                 "data key rotated automatically (encryption bound or age)"
             );
         }
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        *window = Window {
-            key: ring.active().id,
-            left: block,
-        };
+        if reserved {
+            let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            *window = Window {
+                key: ring.active().id,
+                left: block,
+            };
+        }
         Ok(())
     }
 
     /// Applies `change` to the stored keyring by compare-and-swap, retrying on a lost race
-    /// (another instance changed it). `None` from `change`: nothing to write.
+    /// (another instance changed it). `None` from `change`: nothing to write. The caller holds
+    /// `updating` (one change at a time from this instance).
     async fn update(
         &self,
+        _one: &tokio::sync::MutexGuard<'_, ()>,
         mut change: impl FnMut(&Keyring) -> Result<Option<Keyring>, VaultError>,
     ) -> Result<Arc<Keyring>, VaultError> {
-        let _one = self.updating.lock().await;
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let stored = self
-                .store
-                .get(KEYRING_KEY)
-                .await?
-                .ok_or_else(|| VaultError::Keyring("the keyring record is gone".into()))?;
-            let ring = Keyring::open(&self.root, &stored).map_err(|e| {
-                VaultError::Keyring(format!("the stored keyring does not open: {e}"))
-            })?;
+            let (stored, ring) = self.read_stored().await?;
             let Some(next) = change(&ring)? else {
                 return Ok(self.install(ring));
             };

@@ -76,7 +76,7 @@ impl Vault {
         initialized: bool,
     ) -> Result<Self, OpenError> {
         let keys = Keys::load(store.clone(), root, policy, initialized).await?;
-        keys.reserve_ahead()
+        keys.reserve()
             .await
             .map_err(|e| OpenError::Keyring(e.to_string()))?;
         if store.get(upgrade::CANARY_KEY).await?.is_some() {
