@@ -96,6 +96,7 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
         rotate_after_encryptions: keys.rotate_after_encryptions,
         max_age: (keys.max_age_days > 0)
             .then(|| std::time::Duration::from_secs(u64::from(keys.max_age_days) * 86_400)),
+        rewrap_per_second: keys.rewrap_per_second,
     };
     // Key file and sled open do blocking file I/O: keep it off the runtime threads.
     let (store, key, key_path, initialized) = tokio::task::spawn_blocking(move || {
@@ -239,6 +240,7 @@ async fn serve_vault(
     .await;
     follow.abort();
     reloading.abort();
+    vault.stop_background().await;
     served?;
     vault.flush().await?;
     tracing::info!("credvault stopped");

@@ -427,3 +427,32 @@ async fn keys_status_and_rotate() {
     assert_eq!(keys[0]["records"], "1", "uint64 is a string in proto3 JSON");
     assert_eq!(keys[1]["state"], "DATA_KEY_STATE_ACTIVE");
 }
+
+#[tokio::test]
+async fn keys_rewrap_follows_the_pass_to_the_end_and_retire_then_succeeds() {
+    let env = env().await;
+    exits(
+        &cli(&env, &add_args("wrapped", &[]), Some(AUTH_TOKEN)).await,
+        0,
+    );
+    exits(&cli(&env, &["keys", "rotate"], None).await, 0);
+    let out = cli(&env, &["keys", "retire", "1"], None).await;
+    exits(&out, 7);
+    assert!(stderr(&out).contains("1 record(s)"), "{}", stderr(&out));
+
+    let out = cli(&env, &["keys", "rewrap"], None).await;
+    exits(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("rewrap done: 1 record(s), 1 re-encrypted to data key 2"),
+        "{text}"
+    );
+
+    let out = cli(&env, &["keys", "rewrap", "--detach", "-o", "json"], None).await;
+    exits(&out, 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(status["targetKeyId"], 2, "{status}");
+
+    exits(&cli(&env, &["keys", "retire", "1"], None).await, 0);
+    exits(&cli(&env, &["resolve", OWNER, "wrapped"], None).await, 0);
+}

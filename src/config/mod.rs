@@ -59,6 +59,8 @@ pub struct KeysConfig {
     pub rotate_after_encryptions: u64,
     /// `CREDVAULT_KEYS_MAX_AGE_DAYS`: rotate a data key this old; 0 (the default) is off.
     pub max_age_days: u32,
+    /// `CREDVAULT_KEYS_REWRAP_PER_SECOND`: records a rewrap re-seals per second, default 1000.
+    pub rewrap_per_second: u32,
 }
 
 /// The most encryptions one data key may do: Vault's bound, far below XChaCha20-Poly1305's.
@@ -295,6 +297,7 @@ impl Config {
             keys: KeysConfig {
                 rotate_after_encryptions: MAX_ENCRYPTIONS_PER_KEY,
                 max_age_days: 0,
+                rewrap_per_second: crate::vault::REWRAP_PER_SECOND,
             },
             allow_insecure_plaintext: false,
         }

@@ -248,6 +248,7 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "audit.head_interval_ms", "CREDVAULT_AUDIT_HEAD_INTERVAL_MS", Millis, |c| c.audit.head_interval;
     "keys.rotate_after_encryptions", "CREDVAULT_KEYS_ROTATE_AFTER_ENCRYPTIONS", Positive<u64>, |c| c.keys.rotate_after_encryptions;
     "keys.max_age_days", "CREDVAULT_KEYS_MAX_AGE_DAYS", Num<u32>, |c| c.keys.max_age_days;
+    "keys.rewrap_per_second", "CREDVAULT_KEYS_REWRAP_PER_SECOND", Positive<u32>, |c| c.keys.rewrap_per_second;
     "log.format", "CREDVAULT_LOG_FORMAT", Choice<LogFormat>, |c| c.log_format;
 };
 

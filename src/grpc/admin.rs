@@ -10,7 +10,7 @@ use super::authz::authorize;
 use crate::audit::{AuditLog, Event};
 use crate::auth::{Access, Scope};
 use crate::proto::v1 as pb;
-use crate::vault::{KeyInfo, KeyState, Vault};
+use crate::vault::{KeyInfo, KeyState, RewrapProgress, RewrapState, Vault};
 
 /// The owner an admin caller must be allowed: all of them (`owners = ["*"]`).
 const ALL_OWNERS: &str = "*";
@@ -79,6 +79,28 @@ impl AdminService {
     }
 }
 
+fn rewrap_status(p: RewrapProgress) -> pb::RewrapStatus {
+    let (state, error) = match p.state {
+        RewrapState::Idle => (pb::RewrapState::Idle, String::new()),
+        RewrapState::Running => (pb::RewrapState::Running, String::new()),
+        RewrapState::Done => (pb::RewrapState::Done, String::new()),
+        RewrapState::Failed(reason) => (pb::RewrapState::Failed, reason),
+    };
+    pb::RewrapStatus {
+        state: state as i32,
+        target_key_id: p.target,
+        total: p.total,
+        done: p.done,
+        rewrapped: p.rewrapped,
+        unreadable: p.unreadable,
+        records_per_second: p.rate,
+        eta: p.eta.and_then(|d| prost_types::Duration::try_from(d).ok()),
+        started_at: p.started_at.map(prost_types::Timestamp::from),
+        finished_at: p.finished_at.map(prost_types::Timestamp::from),
+        error,
+    }
+}
+
 fn data_key(k: &KeyInfo, records: u64) -> pb::DataKey {
     pb::DataKey {
         id: k.id,
@@ -96,6 +118,7 @@ fn data_key(k: &KeyInfo, records: u64) -> pb::DataKey {
 impl Wipe for pb::KeyStatus {}
 impl Wipe for pb::RotateDataKeyResponse {}
 impl Wipe for pb::RetireDataKeyResponse {}
+impl Wipe for pb::RewrapStatus {}
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
@@ -123,6 +146,34 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::RetireDataKeyResponse>, Status> {
         let mut audit = Audit::start(&self.audit, "RetireDataKey", &req, "", "");
         let result = self.retire_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+
+    async fn start_rewrap(
+        &self,
+        req: Request<pb::StartRewrapRequest>,
+    ) -> Result<Response<pb::RewrapStatus>, Status> {
+        let mut audit = Audit::start(&self.audit, "StartRewrap", &req, "", "");
+        let result = match self.admit(&mut audit.event, &req) {
+            Ok(()) => self
+                .vault
+                .start_rewrap()
+                .await
+                .map(|p| Response::new(rewrap_status(p)))
+                .map_err(Status::from),
+            Err(denied) => Err(denied),
+        };
+        audit.finish(result).await
+    }
+
+    async fn get_rewrap_status(
+        &self,
+        req: Request<pb::GetRewrapStatusRequest>,
+    ) -> Result<Response<pb::RewrapStatus>, Status> {
+        let mut audit = Audit::start(&self.audit, "GetRewrapStatus", &req, "", "");
+        let result = self
+            .admit(&mut audit.event, &req)
+            .map(|()| Response::new(rewrap_status(self.vault.rewrap_progress())));
         audit.finish(result).await
     }
 }

@@ -25,20 +25,26 @@ pub(super) const KEYRING_KEY: &[u8] = b"meta/keyring";
 const MAX_BLOCK: u64 = 1 << 20;
 const MAX_CAS_ATTEMPTS: usize = 100;
 
-/// When data keys rotate by themselves.
+/// When data keys rotate by themselves, and how fast a rewrap re-seals records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyPolicy {
     /// Rotate before a key has sealed more than this many values.
     pub rotate_after_encryptions: u64,
     /// Rotate a key this old (off when `None`).
     pub max_age: Option<Duration>,
+    /// Records a rewrap re-seals per second, at most.
+    pub rewrap_per_second: u32,
 }
+
+/// `keys.rewrap_per_second`'s default: BENCHMARKS.md measures what it costs Resolve.
+pub const REWRAP_PER_SECOND: u32 = 1000;
 
 impl Default for KeyPolicy {
     fn default() -> Self {
         Self {
             rotate_after_encryptions: 1 << 32,
             max_age: None,
+            rewrap_per_second: REWRAP_PER_SECOND,
         }
     }
 }
@@ -129,6 +135,11 @@ impl Keys {
     /// Opens the first release's envelopes (the upgrade).
     pub(super) fn legacy(&self) -> LegacyCipher {
         LegacyCipher::new(&self.root)
+    }
+
+    /// The id of the key new records are sealed with.
+    pub(super) fn active_id(&self) -> u32 {
+        self.current().active().id
     }
 
     fn current(&self) -> Arc<Keyring> {

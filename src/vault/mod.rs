@@ -6,6 +6,7 @@ mod error;
 mod keys;
 mod quota;
 mod record;
+mod rewrap;
 mod upgrade;
 mod validate;
 
@@ -15,9 +16,10 @@ use std::time::SystemTime;
 pub use crate::crypto::{KeyInfo, KeyState};
 pub use admission::QueueFull;
 pub use error::{OpenError, VaultError};
-pub use keys::{KeyPolicy, KeyStatus};
+pub use keys::{KeyPolicy, KeyStatus, REWRAP_PER_SECOND};
 pub use quota::QuotaExceeded;
 pub use record::{key as record_key, RecordBody};
+pub use rewrap::{RewrapProgress, RewrapState};
 pub use upgrade::V1Record;
 pub use validate::{ValidateError, Validated, Validator};
 
@@ -48,7 +50,8 @@ pub struct Page {
 
 pub struct Vault {
     store: Arc<dyn Store>,
-    keys: Keys,
+    keys: Arc<Keys>,
+    rewrap: rewrap::Rewrap,
 }
 
 impl Vault {
@@ -86,7 +89,33 @@ impl Vault {
                 "store upgraded: every record is now sealed whole under the keyring's data key"
             );
         }
-        Ok(Self { store, keys })
+        let keys = Arc::new(keys);
+        let rewrap = rewrap::Rewrap::new(store.clone(), keys.clone(), policy.rewrap_per_second);
+        rewrap
+            .resume_if_stored()
+            .await
+            .map_err(|e| OpenError::Keyring(format!("resuming the rewrap: {e}")))?;
+        Ok(Self {
+            store,
+            keys,
+            rewrap,
+        })
+    }
+
+    /// Starts re-sealing every record under the active data key in the background (or resumes
+    /// the stored pass), unless this instance runs one already; answers its progress at once.
+    pub async fn start_rewrap(&self) -> Result<RewrapProgress, VaultError> {
+        self.rewrap.start().await
+    }
+
+    /// The running rewrap's progress, or the last one's.
+    pub fn rewrap_progress(&self) -> RewrapProgress {
+        self.rewrap.progress()
+    }
+
+    /// Stops background work (a running rewrap stops where it is; its cursor resumes it).
+    pub async fn stop_background(&self) {
+        self.rewrap.stop().await;
     }
 
     /// The keyring as stored now, with how many records each key seals (a scan of key ids:

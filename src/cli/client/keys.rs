@@ -1,4 +1,4 @@
-//! `credvault keys status|rotate`: the keyring, over the Admin service (an `admin` caller of
+//! `credvault keys status|rotate|retire|rewrap`: the keyring, over the Admin service (an `admin` caller of
 //! every owner; the bootstrap admin token is one).
 
 use credvault::proto::v1::{self as pb, DataKeyState};
@@ -17,6 +17,12 @@ pub enum KeysCommand {
     /// Destroy a data key for good, once no record uses it (exit 7 with the count otherwise).
     #[command(after_help = "Example:\n  credvault keys retire 1")]
     Retire(RetireArgs),
+    /// Re-encrypt every record to the active data key in the background, following its progress
+    /// (the server keeps serving; a restart resumes it).
+    #[command(
+        after_help = "Example:\n  credvault keys rotate && credvault keys rewrap && credvault keys retire 1"
+    )]
+    Rewrap(super::rewrap::RewrapArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +44,7 @@ pub async fn run(command: KeysCommand) -> Exit {
         KeysCommand::Status(args) => status(args).await,
         KeysCommand::Rotate(args) => rotate(args).await,
         KeysCommand::Retire(args) => retire(args).await,
+        KeysCommand::Rewrap(args) => super::rewrap::run(args).await,
     }
 }
 

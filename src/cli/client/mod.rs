@@ -8,6 +8,7 @@ pub mod keys;
 pub mod list;
 mod output;
 pub mod resolve;
+mod rewrap;
 mod secret;
 pub mod validate;
 
