@@ -20,6 +20,8 @@ mod jobs;
 mod load;
 #[path = "credvault-bench/report.rs"]
 mod report;
+#[path = "credvault-bench/rewrap.rs"]
+mod rewrap;
 #[path = "credvault-bench/server.rs"]
 mod server;
 #[path = "credvault-bench/startup.rs"]
@@ -159,8 +161,12 @@ async fn run(args: Args) -> Result<Report, String> {
     let scenario = args.scenario.clone();
     let reads = matches!(scenario.as_str(), "health" | "resolve" | "list" | "all");
     let writes = matches!(scenario.as_str(), "add" | "add-replace-storm" | "all");
-    let known =
-        reads || writes || matches!(scenario.as_str(), "startup" | "etcd" | "core" | "callers");
+    let known = reads
+        || writes
+        || matches!(
+            scenario.as_str(),
+            "startup" | "etcd" | "core" | "callers" | "rewrap"
+        );
     if !known {
         return Err(format!("unknown scenario {scenario}\n\n{USAGE}"));
     }
@@ -168,6 +174,13 @@ async fn run(args: Args) -> Result<Report, String> {
     if scenario == "callers" {
         let n = args.creds.unwrap_or(1000);
         let (rows, notes) = callers::run(n, conc, conns, limits, args.rounds).await?;
+        report.rows.extend(rows);
+        report.notes.extend(notes);
+        return Ok(report);
+    }
+    if scenario == "rewrap" {
+        let n = args.creds.unwrap_or(if args.smoke { 500 } else { 6000 });
+        let (rows, notes) = rewrap::run(n, conc, conns, limits, args.rounds).await?;
         report.rows.extend(rows);
         report.notes.extend(notes);
         return Ok(report);

@@ -17,6 +17,8 @@ scenarios:
                      (needs --features etcd-bench and `etcd` on PATH; resolve and add also
                      run their etcd counterpart when both are there)
   callers            Resolve with a token (audit buffered, sync), over TLS and mTLS, each vs health
+  rewrap             Resolve p99 while `keys rewrap` re-encrypts --creds (default 6000) records,
+                     vs Resolve without, at the default throttle and at 10x it
   core               Vault::resolve through the library, one caller, no gRPC (for profiling)
   all                everything above side by side in one run, with the ratios against the targets
 

@@ -49,6 +49,14 @@ impl Job {
     }
 }
 
+impl Job {
+    /// One measurement, for scenarios that sequence rounds themselves.
+    pub async fn once(&self) -> Sample {
+        settle().await;
+        (self.run)().await
+    }
+}
+
 /// Runs every job once per round, in order, and pools each job's rounds into one row.
 pub async fn interleave(jobs: Vec<Job>, rounds: usize) -> Vec<Row> {
     let mut samples: Vec<Vec<Sample>> = jobs.iter().map(|_| Vec::new()).collect();
