@@ -41,4 +41,12 @@ grep -q '^per call, one task: audit record (sync)' "$callers_out" || { echo "no 
 if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$callers_out"; then
   echo "a callers scenario had errors"; exit 1
 fi
+# Resolve during a rewrap (issue 18): both throttles run a pass to the end without errors.
+rewrap_out=$(mktemp)
+trap 'rm -f "$out" "$callers_out" "$rewrap_out"' EXIT
+"${CARGO_TARGET_DIR:-target}"/release/credvault-bench rewrap --smoke | tee "$rewrap_out"
+grep -q '^| resolve 500 during rewrap 1000/s ' "$rewrap_out" || { echo "no Resolve-during-rewrap row"; exit 1; }
+if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$rewrap_out"; then
+  echo "a rewrap scenario had errors"; exit 1
+fi
 echo "40-bench-smoke: ok in $(( $(date +%s) - start )) s"

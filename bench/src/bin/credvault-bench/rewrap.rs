@@ -51,6 +51,8 @@ pub async fn run(
             let status = wait_done(&mut admin).await?;
             let pass = started.elapsed();
             let covered = (measured.as_secs_f64() / pass.as_secs_f64()).min(1.0);
+            // The share of the measurement during which the pass was running.
+            let running = (pass.as_secs_f64() / measured.as_secs_f64()).min(1.0);
             eprintln!(
                 "  round {round}/{rounds} rewrap at {rate}/s: {} records re-encrypted in {:.1} s ({:.0}/s); \
                  the Resolve measurement overlapped {:.0}% of the pass",
@@ -59,7 +61,7 @@ pub async fn run(
                 status.rewrapped as f64 / pass.as_secs_f64(),
                 covered * 100.0
             );
-            overlap.push(covered);
+            overlap.push(running);
         }
         let quiet = Row::new(
             format!("resolve {} (beside rewrap {rate}/s)", short(n)),
@@ -76,7 +78,7 @@ pub async fn run(
         let min_overlap = overlap.iter().copied().fold(1.0, f64::min);
         notes.push(format!(
             "rewrap throttled to {rate}/s: Resolve p99 {:.2} ms during vs {:.2} ms without: {ratio:.2}x \
-             ({verdict} <= 2x); throughput {:.2}x; the rewrap ran for at least {:.0}% of each measurement",
+             ({verdict} <= 2x); throughput {:.2}x; the rewrap was running for at least {:.0}% of each measurement",
             during.p99,
             quiet.p99,
             during.rps / quiet.rps.max(1.0),
