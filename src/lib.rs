@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod client;
 pub mod config;
 pub mod crypto;
@@ -22,6 +23,7 @@ mod grpc;
 pub mod process;
 pub mod proto;
 mod reload;
+mod restore;
 pub mod store;
 mod transport;
 pub mod twilio;
@@ -35,6 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::Config;
+pub use restore::{restore, RestoreFailure, Restored};
 
 /// The crate version and, when built from a git checkout, the commit: "0.1.0 (commit 1a2b3c4d5e6f)".
 pub const VERSION: &str = match option_env!("CREDVAULT_GIT_COMMIT") {
@@ -100,19 +103,10 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     };
     // Key file and sled open do blocking file I/O: keep it off the runtime threads.
     let (store, key, key_path, initialized) = tokio::task::spawn_blocking(move || {
-        let dir = &config.data_dir;
-        data_dir::prepare(dir)?;
+        data_dir::prepare(&config.data_dir)?;
         let (key_path, may_create) = config.key_file();
         let key = crypto::load_or_create(&key_path, may_create)?;
-        let store = SledStore::open(dir, config.cache_bytes).map_err(|source| match source {
-            StoreError::InUse(_) => ServeError::InUse(source),
-            source => ServeError::Store {
-                path: dir.clone(),
-                source,
-            },
-        })?;
-        data_dir::tighten_entries(dir)?;
-        let initialized = data_dir::is_initialized(dir);
+        let (store, initialized) = open_store(&config)?;
         Ok::<_, ServeError>((store, key, key_path, initialized))
     })
     .await
@@ -133,6 +127,21 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
         .await
         .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
     Ok(Arc::new(vault))
+}
+
+/// Opens the sled store of a prepared data dir (blocking): the store, and whether the data dir
+/// completed a first start.
+fn open_store(config: &Config) -> Result<(SledStore, bool), ServeError> {
+    let dir = &config.data_dir;
+    let store = SledStore::open(dir, config.cache_bytes).map_err(|source| match source {
+        StoreError::InUse(_) => ServeError::InUse(source),
+        source => ServeError::Store {
+            path: dir.clone(),
+            source,
+        },
+    })?;
+    data_dir::tighten_entries(dir)?;
+    Ok((store, data_dir::is_initialized(dir)))
 }
 
 /// Loads the TLS files of `config` as `serve` would (`config check` runs it).

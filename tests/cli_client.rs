@@ -456,3 +456,49 @@ async fn keys_rewrap_follows_the_pass_to_the_end_and_retire_then_succeeds() {
     exits(&cli(&env, &["keys", "retire", "1"], None).await, 0);
     exits(&cli(&env, &["resolve", OWNER, "wrapped"], None).await, 0);
 }
+
+#[tokio::test]
+async fn backup_then_restore_into_a_new_data_dir() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("root.key");
+    std::fs::write(&key, [0x5a; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let env = env_with(|c| c.master_key_file = Some(key.clone())).await;
+    exits(
+        &cli(&env, &add_args("saved", &[]), Some(AUTH_TOKEN)).await,
+        0,
+    );
+    let out_file = keys.path().join("vault.backup");
+    let out_arg = out_file.display().to_string();
+    let out = cli(&env, &["backup", "--out", &out_arg, "-o", "json"], None).await;
+    exits(&out, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["records"], 1, "{report}");
+    assert_eq!(report["sha256"].as_str().unwrap().len(), 64);
+    let mode = std::fs::metadata(&out_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Never over an existing file.
+    exits(&cli(&env, &["backup", "--out", &out_arg], None).await, 2);
+
+    let restore = |dir: &std::path::Path| {
+        Command::new(BIN)
+            .args(["restore", "--in", &out_arg, "--data-dir"])
+            .arg(dir)
+            .env("CREDVAULT_MASTER_KEY_FILE", &key)
+            .output()
+            .unwrap()
+    };
+    let target = keys.path().join("restored");
+    let out = restore(&target);
+    exits(&out, 0);
+    assert!(
+        stdout(&out).contains("restored 1 credential(s)"),
+        "{}",
+        stdout(&out)
+    );
+    // Again into the same (now full) dir: refused, exit 7.
+    let out = restore(&target);
+    exits(&out, 7);
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+}

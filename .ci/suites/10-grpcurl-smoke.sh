@@ -41,10 +41,22 @@ expect 'SERVING' "$(cli health)"
 # Key management: over grpcurl (the Admin service) and the CLI.
 expect '"activeKeyId": 1' "$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' "$addr" credvault.v1.Admin/GetKeyStatus)"
 expect 'data key 2 is active' "$(cli keys rotate)"
+expect 'rewrap done: 1 record(s), 1 re-encrypted to data key 2' "$(cli keys rewrap)"
+expect 'data key 1 is retired' "$(cli keys retire 1)"
+expect '"data":' "$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{}' "$addr" credvault.v1.Admin/Backup)"
+expect 'backup of 1 credential' "$(cli backup --out "$work/vault.backup")"
 expect '"password": "f00dfeedcafe0123456789abcdef4242"' "$(rpc Resolve '{"owner":"acme","label":"prod"}')"
 expect '"version": "1"' "$(rpc Delete '{"owner":"acme","label":"prod"}')"
 expect 'NotFound' "$(rpc Resolve '{"owner":"acme","label":"prod"}' 2>&1 || true)"
 
+kill -TERM $pid; wait $pid
+# The backup restores into a new data dir with the same root key, and the server serves it.
+expect 'restored 1 credential' "$(CREDVAULT_MASTER_KEY_FILE=$work/data/master.key "$bin" restore --in "$work/vault.backup" --data-dir "$work/restored")"
+CREDVAULT_LISTEN=$addr CREDVAULT_DATA_DIR=$work/restored CREDVAULT_MASTER_KEY_FILE=$work/data/master.key "$bin" 2>>"$work/server.log" &
+pid=$!
+for _ in $(seq 50); do grpcurl -plaintext "$addr" list >/dev/null 2>&1 && break; sleep 0.1; done
+token=$(cat "$work/restored/admin.token")
+expect '"password": "f00dfeedcafe0123456789abcdef4242"' "$(rpc Resolve '{"owner":"acme","label":"prod"}')"
 kill -TERM $pid; wait $pid
 if grep -q -e f00dfeedcafe -e "$token" "$work/server.log"; then echo "secret in server log"; exit 1; fi
 echo "grpcurl smoke: ok"

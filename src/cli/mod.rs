@@ -1,6 +1,7 @@
 //! The `credvault` command line (clap, derive). `credvault` alone, or `credvault serve`, runs the
-//! server; `config check` reads the config; `add`, `list`, `validate`, `resolve`, `delete` and
-//! `health` are gRPC clients of a running server. `--help`, `--version` and usage errors print
+//! server; `config check` reads the config; `restore` writes a backup into an empty store;
+//! `add`, `list`, `validate`, `resolve`, `delete`, `health`, `keys` and `backup` are gRPC clients
+//! of a running server. `--help`, `--version` and usage errors print
 //! and exit without touching the disk. Exit codes: [`exit::Exit`] (stable, in the README).
 
 mod audit_cmd;
@@ -8,6 +9,7 @@ mod client;
 mod config_cmd;
 mod exit;
 mod logs;
+mod restore;
 mod serve;
 mod token;
 
@@ -78,7 +80,10 @@ pub enum Command {
     /// Manage the keyring: `status`, `rotate`, `retire` (an admin caller of every owner).
     #[command(subcommand)]
     Keys(client::keys::KeysCommand),
-    // Room for `backup`: a subcommand group of its own.
+    /// Write a running server's backup to a file (an admin caller of every owner).
+    Backup(client::backup::BackupArgs),
+    /// Restore a backup into an empty data dir, with the server stopped (reads the server's config).
+    Restore(restore::RestoreArgs),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -89,6 +94,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Some(Command::Config(command)) => config_cmd::run(command),
         Some(Command::Token(command)) => token::run(command),
         Some(Command::Audit(command)) => audit_cmd::run(command),
+        Some(Command::Restore(args)) => restore::run(args, log_format).await,
         Some(client) => {
             logs::init_client(log_format.as_deref());
             match client {
@@ -99,9 +105,12 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Command::Delete(args) => client::delete::run(args).await,
                 Command::Health(args) => client::health::run(args).await,
                 Command::Keys(command) => client::keys::run(command).await,
-                Command::Serve(_) | Command::Config(_) | Command::Token(_) | Command::Audit(_) => {
-                    unreachable!("matched above")
-                }
+                Command::Backup(args) => client::backup::run(args).await,
+                Command::Serve(_)
+                | Command::Config(_)
+                | Command::Token(_)
+                | Command::Audit(_)
+                | Command::Restore(_) => unreachable!("matched above"),
             }
         }
     };

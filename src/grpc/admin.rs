@@ -119,9 +119,38 @@ impl Wipe for pb::KeyStatus {}
 impl Wipe for pb::RotateDataKeyResponse {}
 impl Wipe for pb::RetireDataKeyResponse {}
 impl Wipe for pb::RewrapStatus {}
+impl Wipe for BackupStream {}
+
+/// The backup file, in chunks.
+pub type BackupStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::admin_server::Admin for AdminService {
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        req: Request<pb::BackupRequest>,
+    ) -> Result<Response<BackupStream>, Status> {
+        let mut audit = Audit::start(&self.audit, "Backup", &req, "", "");
+        let result = match self.admit(&mut audit.event, &req) {
+            Ok(()) => self.vault.snapshot().await.map_err(Status::from),
+            Err(denied) => Err(denied),
+        };
+        let result = result.map(|snapshot| {
+            tracing::info!(
+                records = snapshot.records.len(),
+                keyring_version = snapshot.keyring_version,
+                "backup taken; streaming it"
+            );
+            let chunks =
+                crate::backup::Encoder::new(snapshot).map(|data| Ok(pb::BackupChunk { data }));
+            Response::new(Box::pin(tokio_stream::iter(chunks)) as BackupStream)
+        });
+        audit.finish(result).await
+    }
+
     async fn get_key_status(
         &self,
         req: Request<pb::GetKeyStatusRequest>,

@@ -50,6 +50,8 @@ pub enum OpenError {
     WrongKey(CryptoError),
     #[error("the store's keyring record is gone although the data dir completed its first start or holds credentials: its files were truncated, emptied or replaced; restore the data dir from a backup")]
     KeyringMissing,
+    #[error("a restore into this store was cut short: run the same `credvault restore` again to finish it")]
+    RestoreUnfinished,
     #[error("upgrading the store to sealed records failed: {0}")]
     Upgrade(String),
     #[error("the keyring could not be updated at start: {0}")]

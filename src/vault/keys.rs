@@ -194,7 +194,7 @@ impl Keys {
     }
 
     /// The stored keyring: its bytes (for a compare-and-swap) and what they open to.
-    async fn read_stored(&self) -> Result<(Vec<u8>, Keyring), VaultError> {
+    pub(super) async fn read_stored(&self) -> Result<(Vec<u8>, Keyring), VaultError> {
         let stored = self
             .store
             .get(KEYRING_KEY)

@@ -2,6 +2,7 @@
 //! Knows nothing of gRPC; speaks domain types.
 
 mod admission;
+mod backup;
 mod error;
 mod keys;
 mod quota;
@@ -15,6 +16,7 @@ use std::time::SystemTime;
 
 pub use crate::crypto::{KeyInfo, KeyState};
 pub use admission::QueueFull;
+pub use backup::{plan as plan_restore, restore, RestoreError, RestorePlan};
 pub use error::{OpenError, VaultError};
 pub use keys::{KeyPolicy, KeyStatus, REWRAP_PER_SECOND};
 pub use quota::QuotaExceeded;
@@ -78,6 +80,9 @@ impl Vault {
         policy: KeyPolicy,
         initialized: bool,
     ) -> Result<Self, OpenError> {
+        if store.get(backup::RESTORING_KEY).await?.is_some() {
+            return Err(OpenError::RestoreUnfinished);
+        }
         let keys = Keys::load(store.clone(), root, policy, initialized).await?;
         keys.reserve()
             .await
@@ -111,6 +116,12 @@ impl Vault {
     /// The running rewrap's progress, or the last one's.
     pub fn rewrap_progress(&self) -> RewrapProgress {
         self.rewrap.progress()
+    }
+
+    /// A consistent snapshot of the sealed keyring and every sealed record, taken while serving
+    /// (see `backup.rs`).
+    pub async fn snapshot(&self) -> Result<crate::backup::Snapshot, VaultError> {
+        backup::snapshot(&self.store, &self.keys).await
     }
 
     /// Stops background work (a running rewrap stops where it is; its cursor resumes it).

@@ -2,6 +2,7 @@
 //! table for people or JSON for scripts, its failure as the status, its details and an exit code.
 
 pub mod add;
+pub mod backup;
 pub mod delete;
 pub mod health;
 pub mod keys;
