@@ -10,6 +10,7 @@ const SECRET_MESSAGES: &[&str] = &[
     ".credvault.v1.TwilioCredential",
     ".credvault.v1.AddRequest",
     ".credvault.v1.ResolveResponse",
+    ".credvault.v1.RotateRootKeyRequest",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

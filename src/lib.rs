@@ -116,7 +116,7 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     let vault = Vault::open_with(Arc::new(store), key, policy, initialized)
         .await
         .map_err(|e| match e {
-            OpenError::WrongKey(_) => ServeError::WrongRootKey {
+            OpenError::WrongKey(_) | OpenError::OtherRootKey { .. } => ServeError::WrongRootKey {
                 path: key_path,
                 source: e,
             },

@@ -12,7 +12,7 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/credvault_descriptor.bin"));
 
-use v1::{AddRequest, ApiKey, AuthToken, ResolveResponse, TwilioCredential};
+use v1::{AddRequest, ApiKey, AuthToken, ResolveResponse, RotateRootKeyRequest, TwilioCredential};
 
 impl ResolveResponse {
     /// Zeroizes the reply's copies of the secret (the password and the auth it came from).
@@ -73,6 +73,14 @@ impl fmt::Debug for ResolveResponse {
             .field("sender", &self.sender)
             .field("version", &self.version)
             .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for RotateRootKeyRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotateRootKeyRequest")
+            .field("new_root_key", &"[REDACTED]")
+            .finish()
     }
 }
 

@@ -502,3 +502,43 @@ async fn backup_then_restore_into_a_new_data_dir() {
     exits(&out, 7);
     assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
 }
+
+#[tokio::test]
+async fn keys_rotate_root_makes_the_new_key_file_and_names_it() {
+    let keys = tempfile::tempdir().unwrap();
+    let env = env().await;
+    let new_key = keys.path().join("root-2.key");
+    let arg = new_key.display().to_string();
+    let out = cli(
+        &env,
+        &["keys", "rotate-root", "--new-root-key-file", &arg],
+        None,
+    )
+    .await;
+    exits(&out, 0);
+    assert!(
+        stdout(&out).contains("keyring resealed under root key"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains(&arg), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("wrote a new root key"),
+        "{}",
+        stderr(&out)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&new_key).unwrap();
+    assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (32, 0o600));
+    // The same file again: it is the key in use now.
+    let out = cli(
+        &env,
+        &["keys", "rotate-root", "--new-root-key-file", &arg],
+        None,
+    )
+    .await;
+    exits(&out, 7);
+    let out = cli(&env, &["keys", "status", "-o", "json"], None).await;
+    let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(status["rootKeyFingerprint"].as_str().unwrap().len(), 16);
+}

@@ -26,6 +26,22 @@ impl RootKey {
     pub(super) fn as_array(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
+
+    /// The key's bytes, to hand to a server (`keys rotate-root`); nothing else needs them.
+    pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// 16 hex digits naming this key (a domain-separated SHA-256 of it): tells two root keys
+    /// apart in messages without revealing anything of either.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"credvault/root-key-fingerprint")
+            .chain_update(self.0.as_slice())
+            .finalize();
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 impl std::fmt::Debug for RootKey {

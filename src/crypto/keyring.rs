@@ -218,8 +218,23 @@ impl Keyring {
             version: self.version,
             nonce: nonce.to_vec(),
             ciphertext,
+            root_key: root.fingerprint(),
         }
         .encode_to_vec())
+    }
+
+    /// The fingerprint of the root key that sealed a stored keyring, if it names one (keyrings
+    /// stored before fingerprints do not).
+    pub fn sealed_by(stored: &[u8]) -> Option<String> {
+        StoredKeyring::decode(stored)
+            .ok()
+            .map(|k| k.root_key)
+            .filter(|f| !f.is_empty())
+    }
+
+    /// The same keys as the next version (a reseal under another root key).
+    pub fn resealed(&self) -> Self {
+        self.next()
     }
 
     /// Opens a stored keyring with `root`. `Unauthentic` means the root key is not the one that
@@ -334,6 +349,10 @@ struct StoredKeyring {
     nonce: Vec<u8>,
     #[prost(bytes = "vec", tag = "3")]
     ciphertext: Vec<u8>,
+    /// The fingerprint of the root key that sealed it (`RootKey::fingerprint`): a hint for the
+    /// error when another key is given, never trusted for anything else.
+    #[prost(string, tag = "4")]
+    root_key: String,
 }
 
 #[derive(Clone, PartialEq, Message)]

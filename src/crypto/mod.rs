@@ -17,7 +17,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
 pub use envelope::{Envelope, FORMAT_RECORD, FORMAT_V1};
-pub use key_file::{load_or_create, KeyFileError, RootKey};
+pub use key_file::{load_or_create, KeyFileError, RootKey, KEY_LEN};
 pub use keyring::{KeyInfo, KeyState, Keyring};
 pub use legacy::LegacyCipher;
 

@@ -44,6 +44,7 @@ impl AdminService {
         Ok(Response::new(pb::KeyStatus {
             keyring_version: status.keyring_version,
             active_key_id: status.active,
+            root_key_fingerprint: status.root_key.clone(),
             keys: status
                 .keys
                 .iter()
@@ -62,6 +63,21 @@ impl AdminService {
         Ok(Response::new(pb::RotateDataKeyResponse {
             active: Some(data_key(&active, 0)),
             keyring_version,
+        }))
+    }
+
+    async fn rotate_root_rpc(
+        &self,
+        req: Request<pb::RotateRootKeyRequest>,
+        event: &mut Event,
+    ) -> Result<Response<pb::RotateRootKeyResponse>, Status> {
+        self.admit(event, &req)?;
+        let bytes = zeroize::Zeroizing::new(req.into_inner().new_root_key);
+        let (keyring_version, root, previous) = self.vault.rotate_root(&bytes).await?;
+        Ok(Response::new(pb::RotateRootKeyResponse {
+            keyring_version,
+            root_key_fingerprint: root,
+            previous_root_key_fingerprint: previous,
         }))
     }
 
@@ -119,6 +135,7 @@ impl Wipe for pb::KeyStatus {}
 impl Wipe for pb::RotateDataKeyResponse {}
 impl Wipe for pb::RetireDataKeyResponse {}
 impl Wipe for pb::RewrapStatus {}
+impl Wipe for pb::RotateRootKeyResponse {}
 impl Wipe for BackupStream {}
 
 /// The backup file, in chunks.
@@ -175,6 +192,15 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::RetireDataKeyResponse>, Status> {
         let mut audit = Audit::start(&self.audit, "RetireDataKey", &req, "", "");
         let result = self.retire_rpc(req, &mut audit.event).await;
+        audit.finish(result).await
+    }
+
+    async fn rotate_root_key(
+        &self,
+        req: Request<pb::RotateRootKeyRequest>,
+    ) -> Result<Response<pb::RotateRootKeyResponse>, Status> {
+        let mut audit = Audit::start(&self.audit, "RotateRootKey", &req, "", "");
+        let result = self.rotate_root_rpc(req, &mut audit.event).await;
         audit.finish(result).await
     }
 

@@ -71,7 +71,10 @@ impl From<VaultError> for Status {
                  credvault is restarted; retry against a healthy instance",
             ),
             VaultError::NoSuchKey(_) => Status::not_found(err.to_string()),
-            VaultError::KeyInUse { .. } => Status::failed_precondition(err.to_string()),
+            VaultError::BadRootKey(_) => Status::invalid_argument(err.to_string()),
+            VaultError::KeyInUse { .. } | VaultError::SameRootKey => {
+                Status::failed_precondition(err.to_string())
+            }
             VaultError::Store(_) | VaultError::Crypto(_) | VaultError::Keyring(_) => {
                 tracing::error!(error = %err, "internal error");
                 Status::internal("internal error; see the server log")

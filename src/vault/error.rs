@@ -37,6 +37,10 @@ pub enum VaultError {
     /// A data key that may not be retired yet, and why.
     #[error("data key {id} cannot be retired: {reason}")]
     KeyInUse { id: u32, reason: String },
+    #[error("new_root_key must be exactly 32 random bytes (it has {0})")]
+    BadRootKey(usize),
+    #[error("the new root key is the one in use; give a new one (32 random bytes)")]
+    SameRootKey,
     /// The keyring could not be read or changed (the store is damaged, or far too contended).
     #[error("keyring: {0}")]
     Keyring(String),
@@ -48,6 +52,9 @@ pub enum OpenError {
     /// The root key is not the one this store was sealed with (`lib.rs` names the file).
     #[error("the root key does not open this store's keyring ({0}): it is not the key this data was sealed with")]
     WrongKey(CryptoError),
+    /// The keyring names the root key that sealed it, and it is another one.
+    #[error("the root key does not open this store's keyring: the keyring is sealed by root key {sealed_by}, and this root key is {given} (after `keys rotate-root`, the store needs the new root key file)")]
+    OtherRootKey { sealed_by: String, given: String },
     #[error("the store's keyring record is gone although the data dir completed its first start or holds credentials: its files were truncated, emptied or replaced; restore the data dir from a backup")]
     KeyringMissing,
     #[error("a restore into this store was cut short: run the same `credvault restore` again to finish it")]

@@ -64,6 +64,8 @@ pub struct KeyStatus {
     pub keys: Vec<KeyInfo>,
     /// Records sealed with each key id (filled in by `Vault::key_status`, which scans).
     pub records: std::collections::BTreeMap<u32, u64>,
+    /// The fingerprint of the root key in use.
+    pub root_key: String,
 }
 
 /// Encryptions this instance reserved and has not used yet, on key `key`.
@@ -75,7 +77,8 @@ struct Window {
 
 pub struct Keys {
     store: Arc<dyn Store>,
-    root: RootKey,
+    /// Swapped by `rotate_root` (under `updating`).
+    root: RwLock<Arc<RootKey>>,
     current: RwLock<Arc<Keyring>>,
     window: Mutex<Window>,
     /// One keyring change at a time from this instance (others are caught by the CAS).
@@ -94,7 +97,7 @@ impl Keys {
         initialized: bool,
     ) -> Result<Self, OpenError> {
         let ring = match store.get(KEYRING_KEY).await? {
-            Some(stored) => Keyring::open(&root, &stored).map_err(OpenError::WrongKey)?,
+            Some(stored) => open_with(&root, &stored)?,
             None => {
                 match store.get(CANARY_KEY).await? {
                     Some(canary) => {
@@ -118,13 +121,13 @@ impl Keys {
                         .get(KEYRING_KEY)
                         .await?
                         .ok_or(OpenError::KeyringMissing)?;
-                    Keyring::open(&root, &stored).map_err(OpenError::WrongKey)?
+                    open_with(&root, &stored)?
                 }
             }
         };
         Ok(Self {
             store,
-            root,
+            root: RwLock::new(Arc::new(root)),
             current: RwLock::new(Arc::new(ring)),
             window: Mutex::new(Window::default()),
             updating: tokio::sync::Mutex::new(()),
@@ -134,7 +137,11 @@ impl Keys {
 
     /// Opens the first release's envelopes (the upgrade).
     pub(super) fn legacy(&self) -> LegacyCipher {
-        LegacyCipher::new(&self.root)
+        LegacyCipher::new(&self.root())
+    }
+
+    fn root(&self) -> Arc<RootKey> {
+        self.root.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The id of the key new records are sealed with.
@@ -200,8 +207,17 @@ impl Keys {
             .get(KEYRING_KEY)
             .await?
             .ok_or_else(|| VaultError::Keyring("the keyring record is gone".into()))?;
-        let ring = Keyring::open(&self.root, &stored)
-            .map_err(|e| VaultError::Keyring(format!("the stored keyring does not open: {e}")))?;
+        let root = self.root();
+        let ring = Keyring::open(&root, &stored).map_err(|e| {
+            let why = match Keyring::sealed_by(&stored) {
+                Some(by) if by != root.fingerprint() => format!(
+                    "it is sealed by root key {by} now (another instance rotated the root key?), this instance has {}: restart it with that root key file",
+                    root.fingerprint()
+                ),
+                _ => e.to_string(),
+            };
+            VaultError::Keyring(format!("the stored keyring does not open: {why}"))
+        })?;
         Ok((stored, ring))
     }
 
@@ -213,6 +229,7 @@ impl Keys {
             active: ring.active().id,
             keys: ring.infos(),
             records: Default::default(),
+            root_key: self.root_fingerprint(),
         })
     }
 
@@ -254,6 +271,42 @@ impl Keys {
         );
         let info = ring.info(id).cloned().ok_or(VaultError::NoSuchKey(id))?;
         Ok((info, ring.version()))
+    }
+
+    /// Reseals the keyring under `new`, in one compare-and-swap: before it the store opens with
+    /// the old root key only, after it with the new one only. This instance uses `new` from then
+    /// on. Returns the keyring version.
+    pub async fn rotate_root(&self, new: RootKey) -> Result<u64, VaultError> {
+        let one = self.updating.lock().await;
+        let new = Arc::new(new);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let (stored, ring) = self.read_stored().await?;
+            let next = ring.resealed();
+            let sealed = next.seal(&new)?;
+            if self
+                .store
+                .compare_and_swap(KEYRING_KEY, &stored, Some(sealed))
+                .await?
+            {
+                *self.root.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+                let version = self.install(next).version();
+                drop(one);
+                tracing::info!(
+                    root_key = %new.fingerprint(),
+                    keyring_version = version,
+                    "keyring resealed under a new root key: start this store with that key file from now on"
+                );
+                return Ok(version);
+            }
+        }
+        Err(VaultError::Keyring(
+            "the keyring changed under every attempt to reseal it; retry".into(),
+        ))
+    }
+
+    /// The fingerprint of the root key in use.
+    pub fn root_fingerprint(&self) -> String {
+        self.root().fingerprint()
     }
 
     fn too_old(&self, ring: &Keyring) -> bool {
@@ -345,7 +398,7 @@ impl Keys {
             let Some(next) = change(&ring)? else {
                 return Ok(self.install(ring));
             };
-            let sealed = next.seal(&self.root)?;
+            let sealed = next.seal(&self.root())?;
             if self
                 .store
                 .compare_and_swap(KEYRING_KEY, &stored, Some(sealed))
@@ -358,4 +411,16 @@ impl Keys {
             "the keyring changed under every attempt to update it; retry".into(),
         ))
     }
+}
+
+/// Opens the stored keyring with `root`; a refusal names both keys when the keyring says which
+/// one sealed it.
+fn open_with(root: &RootKey, stored: &[u8]) -> Result<Keyring, OpenError> {
+    Keyring::open(root, stored).map_err(|e| match Keyring::sealed_by(stored) {
+        Some(sealed_by) if sealed_by != root.fingerprint() => OpenError::OtherRootKey {
+            sealed_by,
+            given: root.fingerprint(),
+        },
+        _ => OpenError::WrongKey(e),
+    })
 }

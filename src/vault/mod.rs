@@ -133,6 +133,7 @@ impl Vault {
     /// nothing is decrypted).
     pub async fn key_status(&self) -> Result<KeyStatus, VaultError> {
         let mut status = self.keys.status().await?;
+        status.root_key = self.keys.root_fingerprint();
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page = self
@@ -166,6 +167,23 @@ impl Vault {
             });
         }
         self.keys.retire(id).await
+    }
+
+    /// Reseals the keyring under the root key `new` (32 bytes), atomically; returns the keyring
+    /// version and the fingerprints of the new and the previous root key.
+    pub async fn rotate_root(&self, new: &[u8]) -> Result<(u64, String, String), VaultError> {
+        let new = zeroize::Zeroizing::new(
+            <[u8; crate::crypto::KEY_LEN]>::try_from(new)
+                .map_err(|_| VaultError::BadRootKey(new.len()))?,
+        );
+        let new = RootKey::from_bytes(*new);
+        let previous = self.keys.root_fingerprint();
+        let next = new.fingerprint();
+        if next == previous {
+            return Err(VaultError::SameRootKey);
+        }
+        let version = self.keys.rotate_root(new).await?;
+        Ok((version, next, previous))
     }
 
     /// A new active data key: new writes use it at once. Returns it and the keyring version.

@@ -1,4 +1,4 @@
-//! `credvault keys status|rotate|retire|rewrap`: the keyring, over the Admin service (an `admin` caller of
+//! `credvault keys status|rotate|retire|rewrap|rotate-root`: the keyring, over the Admin service (an `admin` caller of
 //! every owner; the bootstrap admin token is one).
 
 use credvault::proto::v1::{self as pb, DataKeyState};
@@ -23,6 +23,24 @@ pub enum KeysCommand {
         after_help = "Example:\n  credvault keys rotate && credvault keys rewrap && credvault keys retire 1"
     )]
     Rewrap(super::rewrap::RewrapArgs),
+    /// Reseal the keyring under a new root key, atomically; then start the server with that key
+    /// file and destroy the old one.
+    #[command(
+        name = "rotate-root",
+        after_help = "Example:\n  credvault keys rotate-root --new-root-key-file /etc/credvault/root-2.key\n\n\
+            The file is made (32 random bytes, mode 0600) when it does not exist. The key is sent to\n\
+            the server: use TLS, or run this on the server's machine over loopback."
+    )]
+    RotateRoot(RotateRootArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateRootArgs {
+    /// The new root key file: 32 bytes, mode 0600 or 0400 (made when it does not exist)
+    #[arg(long, value_name = "FILE")]
+    pub new_root_key_file: std::path::PathBuf,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +63,7 @@ pub async fn run(command: KeysCommand) -> Exit {
         KeysCommand::Rotate(args) => rotate(args).await,
         KeysCommand::Retire(args) => retire(args).await,
         KeysCommand::Rewrap(args) => super::rewrap::run(args).await,
+        KeysCommand::RotateRoot(args) => rotate_root(args).await,
     }
 }
 
@@ -82,8 +101,8 @@ async fn status(args: KeysArgs) -> Exit {
                 Output::Json => println!("{}", output::json(&reply, "KeyStatus")),
                 Output::Table => {
                     println!(
-                        "keyring version {}, active key {}",
-                        reply.keyring_version, reply.active_key_id
+                        "keyring version {}, active key {}, root key {}",
+                        reply.keyring_version, reply.active_key_id, reply.root_key_fingerprint
                     );
                     let rows: Vec<_> = reply.keys.iter().map(key_row).collect();
                     print!(
@@ -115,6 +134,48 @@ async fn rotate(args: KeysArgs) -> Exit {
                     "data key {} is active (keyring version {}); records sealed with older keys stay readable",
                     reply.active.map_or(0, |k| k.id),
                     reply.keyring_version
+                ),
+            }
+            Exit::Ok
+        }
+        Err(status) => failed(&status),
+    }
+}
+
+async fn rotate_root(args: RotateRootArgs) -> Exit {
+    let path = &args.new_root_key_file;
+    let existed = path.exists();
+    let key = match credvault::crypto::load_or_create(path, true) {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("credvault: {e}");
+            return Exit::Usage;
+        }
+    };
+    if !existed {
+        eprintln!("wrote a new root key to {}", path.display());
+    }
+    let mut admin = match args.client.admin().await {
+        Ok(admin) => admin,
+        Err(exit) => return exit,
+    };
+    let request = pb::RotateRootKeyRequest {
+        new_root_key: key.expose_secret().to_vec(),
+    };
+    let result = admin.rotate_root_key(request).await;
+    match result {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            match args.client.output {
+                Output::Json => println!("{}", output::json(&reply, "RotateRootKeyResponse")),
+                Output::Table => println!(
+                    "keyring resealed under root key {} (keyring version {}; it was {}).\n\
+                     From now on start the server with this key file: store.master_key_file = \"{}\"\n\
+                     (CREDVAULT_MASTER_KEY_FILE), or move it over the old one; then destroy the old key.",
+                    reply.root_key_fingerprint,
+                    reply.keyring_version,
+                    reply.previous_root_key_fingerprint,
+                    path.display()
                 ),
             }
             Exit::Ok
