@@ -1,7 +1,35 @@
 //! The `credvault` binary: the command line (`cli`), over the library.
 #![forbid(unsafe_code)]
 
+/// `print!` and `println!` for the command line's output: a reader that went away (`credvault
+/// list acme | head -1`) ends the process quietly with 141, as SIGPIPE would, instead of
+/// `println!`'s panic.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::stdout(format_args!($($arg)*))
+    };
+}
+
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cli;
+
+/// Writes to stdout; a closed pipe exits 141 (128 + SIGPIPE), any other failure exits 1.
+fn stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("credvault: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
 
 use std::process::ExitCode;
 

@@ -542,3 +542,40 @@ async fn keys_rotate_root_makes_the_new_key_file_and_names_it() {
     let status: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(status["rootKeyFingerprint"].as_str().unwrap().len(), 16);
 }
+
+/// `credvault list acme -o json | head -1`: the reader goes away; the CLI ends quietly with
+/// 141 (as SIGPIPE would), not with a panic.
+#[tokio::test]
+async fn a_closed_stdout_pipe_ends_the_cli_quietly() {
+    let mut env = env().await;
+    for i in 0..400 {
+        env.add(&format!("piped-{i:03}"), token_credential()).await;
+    }
+    let addr = format!("http://{}", env.server.addr);
+    let (code, err) = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN)
+            .args(["list", OWNER, "-o", "json"])
+            .env("CREDVAULT_ADDR", addr)
+            .env("CREDVAULT_TOKEN_FILE", token_file(TEST_TOKEN))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("piped-000"), "{first}");
+        // The reader is dropped here: the pipe closes with most of the listing unread.
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(code, Some(141), "{err}");
+}

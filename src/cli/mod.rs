@@ -32,7 +32,7 @@ use clap::{Parser, Subcommand};
         credvault list acme                         # in another terminal: acme's credentials\n\n\
         Exit codes: 0 OK, 1 server or transport error, 2 usage or configuration error, 3 not found,\n\
         4 already exists or aborted, 5 invalid argument, 6 unauthenticated or permission denied,\n\
-        7 failed precondition, 8 the credential is invalid (validate).",
+        7 failed precondition, 8 the credential is invalid (validate), 141 stdout closed early.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
