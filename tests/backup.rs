@@ -19,8 +19,8 @@ use credvault::store::{SledStore, Store};
 use credvault::Config;
 use tonic::Code;
 
-fn admin(channel: tonic::transport::Channel) -> AdminClient {
-    admin_client(channel, Bearer::new(TEST_TOKEN).unwrap())
+fn test_admin(channel: tonic::transport::Channel) -> AdminClient {
+    admin(channel, TEST_TOKEN)
 }
 
 async fn backup_bytes(a: &mut AdminClient) -> Vec<u8> {
@@ -59,7 +59,7 @@ async fn a_backup_during_concurrent_writes_restores_every_acknowledged_credentia
     let source = dir.path().join("source");
     let server = TestServer::start(config_with_key(&source, &key)).await;
     let mut c = server.client().await;
-    let mut a = admin(server.channel().await);
+    let mut a = test_admin(server.channel().await);
     for i in 0..200 {
         let req = add_request(
             "acme",
@@ -164,7 +164,7 @@ async fn a_backup_during_concurrent_writes_restores_every_acknowledged_credentia
     }
     assert_eq!(listed as u64, restored.records);
     // The copy seals new writes under a key of its own.
-    let status = admin(server.channel().await)
+    let status = test_admin(server.channel().await)
         .get_key_status(pb::GetKeyStatusRequest {})
         .await
         .unwrap()
@@ -186,7 +186,7 @@ async fn small_backup(dir: &Path, key: &Path) -> Vec<u8> {
             .await
             .unwrap();
     }
-    let bytes = backup_bytes(&mut admin(server.channel().await)).await;
+    let bytes = backup_bytes(&mut test_admin(server.channel().await)).await;
     server.stop().await.unwrap();
     bytes
 }

@@ -13,24 +13,7 @@ use credvault::store::{SledStore, Store};
 use credvault::vault::{KeyPolicy, Vault};
 use tonic::Code;
 
-fn admin(channel: tonic::transport::Channel, token: &str) -> credvault::client::AdminClient {
-    credvault::client::admin_client(channel, credvault::client::Bearer::new(token).unwrap())
-}
-
-async fn status(a: &mut credvault::client::AdminClient) -> pb::KeyStatus {
-    a.get_key_status(pb::GetKeyStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn records_on(status: &pb::KeyStatus, id: u32) -> u64 {
-    status
-        .keys
-        .iter()
-        .find(|k| k.id == id)
-        .map_or(0, |k| k.records)
-}
+use common::key_status as status;
 
 #[tokio::test]
 async fn rotation_makes_a_new_active_key_and_old_records_stay_readable() {

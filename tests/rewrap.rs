@@ -15,29 +15,10 @@ use std::time::{Duration, Instant};
 
 use child::{ChildServer, Launch};
 use common::*;
-use credvault::client::{admin_client, AdminClient, Bearer};
+use credvault::client::AdminClient;
 use credvault::proto::v1 as pb;
 use tokio::sync::watch;
 use tonic::Code;
-
-fn admin(channel: tonic::transport::Channel, token: &str) -> AdminClient {
-    admin_client(channel, Bearer::new(token).unwrap())
-}
-
-async fn key_status(a: &mut AdminClient) -> pb::KeyStatus {
-    a.get_key_status(pb::GetKeyStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn records_on(status: &pb::KeyStatus, id: u32) -> u64 {
-    status
-        .keys
-        .iter()
-        .find(|k| k.id == id)
-        .map_or(0, |k| k.records)
-}
 
 async fn rewrap_status(a: &mut AdminClient) -> pb::RewrapStatus {
     a.get_rewrap_status(pb::GetRewrapStatusRequest {})

@@ -175,3 +175,25 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
 }
+
+/// An Admin client on `channel` that calls with `token`.
+pub fn admin(channel: Channel, token: &str) -> credvault::client::AdminClient {
+    credvault::client::admin_client(channel, credvault::client::Bearer::new(token).unwrap())
+}
+
+/// The keyring's status, as `keys status` shows it.
+pub async fn key_status(a: &mut credvault::client::AdminClient) -> pb::KeyStatus {
+    a.get_key_status(pb::GetKeyStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// How many records data key `id` seals.
+pub fn records_on(status: &pb::KeyStatus, id: u32) -> u64 {
+    status
+        .keys
+        .iter()
+        .find(|k| k.id == id)
+        .map_or(0, |k| k.records)
+}
