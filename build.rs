@@ -34,6 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .skip_debug(SECRET_MESSAGES)
         .compile_fds(compiler.file_descriptor_set())?;
+
+    // etcd's v3 API, trimmed (proto/etcd/README.md): clients only, for the etcd store.
+    let mut etcd = protox::Compiler::new(["proto"])?;
+    etcd.include_imports(true);
+    etcd.open_file("etcd/api/etcdserverpb/rpc.proto")?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .compile_fds(etcd.file_descriptor_set())?;
     Ok(())
 }
 

@@ -1,9 +1,13 @@
-//! The contract every `Store` backend must keep. Runs against sled; the etcd backend will run the
-//! same `conformance` function.
+//! The contract every `Store` backend must keep: the same `conformance` function against sled
+//! and against a real etcd (started on loopback by the test).
+
+#[path = "common/etcd.rs"]
+mod etcd;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use credvault::store::{SledStore, Store};
+use credvault::store::{EtcdStore, SledStore, Store};
 
 async fn conformance(store: Arc<dyn Store>) {
     // get / put_if_absent
@@ -117,5 +121,106 @@ async fn sled_store_keeps_the_contract_and_its_writes_across_reopen() {
     assert_eq!(
         store.scan(b"w/", None, 10_000).await.unwrap().len(),
         64 * 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_store_keeps_the_contract_and_stays_under_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etcd) = etcd::Etcd::start(dir.path()) else {
+        return;
+    };
+    let endpoints = [etcd.endpoint.clone()];
+    let connect = |prefix: &'static str| {
+        let endpoints = endpoints.clone();
+        async move {
+            EtcdStore::connect(
+                &endpoints,
+                prefix.as_bytes(),
+                Duration::from_secs(5),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let store = Arc::new(connect("/credvault/").await);
+    conformance(store.clone()).await;
+    // Another prefix on the same cluster sees none of it.
+    let other = connect("/credvault-other/").await;
+    assert!(other.scan(b"", None, 10).await.unwrap().is_empty());
+    assert!(other.put_if_absent(b"p/a", b"x".to_vec()).await.unwrap());
+    // And a second client on the first prefix sees every acknowledged write at once.
+    let again = connect("/credvault/").await;
+    assert_eq!(
+        again.scan(b"w/", None, 10_000).await.unwrap().len(),
+        64 * 20
+    );
+    assert_eq!(
+        store.get(b"p/a").await.unwrap().as_deref(),
+        Some(&b"p/a"[..])
+    );
+    assert_eq!(other.get(b"p/a").await.unwrap().as_deref(), Some(&b"x"[..]));
+}
+
+/// Two vaults over one etcd prefix, as two instances will be: they share the keyring (the second
+/// opens the first's), an Add on A resolves on B, a Delete on B is gone on A at once, and a
+/// vault with another root key refuses the prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_vaults_on_one_etcd_prefix_share_keyring_and_records() {
+    use credvault::crypto::RootKey;
+    use credvault::domain::*;
+    use credvault::vault::{OpenError, Vault, VaultError};
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etcd) = etcd::Etcd::start(dir.path()) else {
+        return;
+    };
+    let store = || async {
+        let s = EtcdStore::connect(
+            std::slice::from_ref(&etcd.endpoint),
+            b"/credvault/",
+            Duration::from_secs(5),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        Arc::new(s) as Arc<dyn Store>
+    };
+    let a = Vault::open(store().await, RootKey::from_bytes([3; 32]), false)
+        .await
+        .unwrap();
+    let b = Vault::open(store().await, RootKey::from_bytes([3; 32]), true)
+        .await
+        .unwrap();
+    let owner = Owner::parse("acme").unwrap();
+    let label = Label::parse("shared").unwrap();
+    let cred = Credential {
+        account_sid: AccountSid::parse("AC0123456789abcdef0123456789abcdef").unwrap(),
+        auth: Auth::AuthToken(
+            Secret::parse_auth_token("f00dfeedcafe0123456789abcdef4242").unwrap(),
+        ),
+        sender: Sender::MessagingService(
+            MessagingServiceSid::parse("MG0123456789abcdef0123456789abcdef").unwrap(),
+        ),
+    };
+    a.add(&owner, &label, &cred, false).await.unwrap();
+    let got = b.resolve(&owner, &label, false).await.unwrap();
+    assert_eq!(got.version, 1);
+    assert!(matches!(
+        b.add(&owner, &label, &cred, false).await,
+        Err(VaultError::AlreadyExists { .. })
+    ));
+    b.delete(&owner, &label).await.unwrap();
+    assert!(matches!(
+        a.resolve(&owner, &label, false).await,
+        Err(VaultError::NotFound { .. })
+    ));
+    let wrong = Vault::open(store().await, RootKey::from_bytes([4; 32]), true).await;
+    assert!(
+        matches!(
+            wrong,
+            Err(OpenError::WrongKey(_) | OpenError::OtherRootKey { .. })
+        ),
+        "another root key must not open the shared keyring"
     );
 }

@@ -1,12 +1,14 @@
 //! Storage behind a trait: bytes in, bytes out. No crypto and no proto here.
 //!
 //! Every mutating call returns only once the change is durable, so the vault can acknowledge a
-//! write the moment the store does. Backends: sled (embedded default); etcd slots in behind the
-//! same trait.
+//! write the moment the store does. Backends: sled (embedded default) and etcd (`etcd/`, several
+//! instances sharing one cluster).
 
+mod etcd;
 mod flusher;
 mod sled;
 
+pub use self::etcd::EtcdStore;
 pub use self::flusher::{Faults, FlushHold};
 pub use self::sled::SledStore;
 
