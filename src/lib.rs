@@ -65,6 +65,11 @@ pub enum ServeError {
     /// Another process holds the data dir (its message names the dir).
     #[error(transparent)]
     InUse(StoreError),
+    #[error("etcd at {endpoints}: {source}")]
+    Etcd {
+        endpoints: String,
+        source: StoreError,
+    },
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("cannot build server reflection: {0}")]
@@ -101,19 +106,20 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
             .then(|| std::time::Duration::from_secs(u64::from(keys.max_age_days) * 86_400)),
         rewrap_per_second: keys.rewrap_per_second,
     };
-    // Key file and sled open do blocking file I/O: keep it off the runtime threads.
-    let (store, key, key_path, initialized) = tokio::task::spawn_blocking(move || {
-        data_dir::prepare(&config.data_dir)?;
-        let (key_path, may_create) = config.key_file();
-        let key = crypto::load_or_create(&key_path, may_create)?;
-        let (store, initialized) = open_store(&config)?;
-        Ok::<_, ServeError>((store, key, key_path, initialized))
-    })
-    .await
-    // A panic inside sled while opening a damaged store becomes a clean startup error (exit 1),
-    // not a crash loop under a supervisor that restarts on signals.
-    .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
-    let vault = Vault::open_with(Arc::new(store), key, policy, initialized)
+    // Key file and data dir do blocking file I/O: keep it off the runtime threads.
+    let (key, key_path) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            data_dir::prepare(&config.data_dir)?;
+            let (key_path, may_create) = config.key_file();
+            let key = crypto::load_or_create(&key_path, may_create)?;
+            Ok::<_, ServeError>((key, key_path))
+        })
+        .await
+        .map_err(|e| ServeError::OpenPanicked(e.to_string()))??
+    };
+    let (store, initialized) = open_store(&config).await?;
+    let vault = Vault::open_with(store, key, policy, initialized)
         .await
         .map_err(|e| match e {
             OpenError::WrongKey(_) | OpenError::OtherRootKey { .. } => ServeError::WrongRootKey {
@@ -129,19 +135,48 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
     Ok(Arc::new(vault))
 }
 
-/// Opens the sled store of a prepared data dir (blocking): the store, and whether the data dir
-/// completed a first start.
-fn open_store(config: &Config) -> Result<(SledStore, bool), ServeError> {
-    let dir = &config.data_dir;
-    let store = SledStore::open(dir, config.cache_bytes).map_err(|source| match source {
-        StoreError::InUse(_) => ServeError::InUse(source),
-        source => ServeError::Store {
-            path: dir.clone(),
-            source,
-        },
-    })?;
-    data_dir::tighten_entries(dir)?;
-    Ok((store, data_dir::is_initialized(dir)))
+/// Opens the configured store: sled in the (prepared) data dir, or etcd. Also whether the store
+/// completed a first start (sled: the data dir's marker; etcd: not tracked yet, so an emptied
+/// prefix comes up as a new vault).
+async fn open_store(config: &Config) -> Result<(Arc<dyn store::Store>, bool), ServeError> {
+    match config.backend {
+        config::Backend::Sled => {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || {
+                let dir = &config.data_dir;
+                let store =
+                    SledStore::open(dir, config.cache_bytes).map_err(|source| match source {
+                        StoreError::InUse(_) => ServeError::InUse(source),
+                        source => ServeError::Store {
+                            path: dir.clone(),
+                            source,
+                        },
+                    })?;
+                data_dir::tighten_entries(dir)?;
+                let store: Arc<dyn store::Store> = Arc::new(store);
+                Ok((store, data_dir::is_initialized(dir)))
+            })
+            .await
+            // A panic inside sled while opening a damaged store becomes a clean startup error
+            // (exit 1), not a crash loop under a supervisor that restarts on signals.
+            .map_err(|e| ServeError::OpenPanicked(e.to_string()))?
+        }
+        config::Backend::Etcd => {
+            let etcd = &config.etcd;
+            let store = store::EtcdStore::connect(
+                &etcd.endpoints,
+                etcd.prefix.as_bytes(),
+                etcd.dial_timeout,
+                etcd.request_timeout,
+            )
+            .await
+            .map_err(|source| ServeError::Etcd {
+                endpoints: etcd.endpoints.join(","),
+                source,
+            })?;
+            Ok((Arc::new(store), false))
+        }
+    }
 }
 
 /// Loads the TLS files of `config` as `serve` would (`config check` runs it).

@@ -6,7 +6,6 @@
 //! the store opened; a store that holds anything is refused, untouched.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::backup::{self, BackupError};
 use crate::vault::{self, RestoreError};
@@ -56,7 +55,7 @@ impl RestoreFailure {
 /// Restores the backup at `path` into `config`'s store.
 pub async fn restore(config: &Config, path: &Path) -> Result<Restored, RestoreFailure> {
     let (config, path) = (config.clone(), path.to_owned());
-    let (verified, plan, store, dir) = blocking(move || {
+    let (verified, plan, config) = blocking(move || {
         let bytes = std::fs::read(&path).map_err(|source| RestoreFailure::Read {
             path: path.clone(),
             source,
@@ -76,11 +75,11 @@ pub async fn restore(config: &Config, path: &Path) -> Result<Restored, RestoreFa
             e => RestoreFailure::Refused(e),
         })?;
         data_dir::prepare(&config.data_dir).map_err(ServeError::from)?;
-        let (store, _) = crate::open_store(&config)?;
-        Ok((verified, plan, store, config.data_dir))
+        Ok((verified, plan, config))
     })
     .await?;
-    let store: Arc<dyn crate::store::Store> = Arc::new(store);
+    let (store, _) = crate::open_store(&config).await?;
+    let dir = config.data_dir.clone();
     vault::restore(store.clone(), &plan, &verified)
         .await
         .map_err(|e| match e {

@@ -4,6 +4,8 @@
 //! cut short is finished by running it again, and no server opens the half-restored store.
 
 mod common;
+#[path = "common/etcd.rs"]
+mod etcd;
 #[path = "common/workload.rs"]
 mod workload;
 
@@ -360,5 +362,54 @@ async fn backup_needs_an_admin_caller_of_every_owner() {
     let mut none = admin_client(server.channel().await, Bearer::none());
     let e = none.backup(pb::BackupRequest {}).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
+    server.stop().await.unwrap();
+}
+
+/// The migration path: a backup of the sled store restores into an empty etcd prefix, and a
+/// server on etcd serves every credential; a second restore into that prefix is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sled_backup_restores_into_etcd_and_serves_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etcd) = etcd::Etcd::start(&dir.path().join("etcd")) else {
+        return;
+    };
+    let key = dir.path().join("root.key");
+    write_key(&key, 0x66);
+    let sled = config_with_key(&dir.path().join("sled"), &key);
+    let server = TestServer::start(sled).await;
+    let mut c = server.client().await;
+    for i in 0..30 {
+        let req = add_request("acme", &format!("m{i:02}"), workload::credential(i, 1));
+        c.add(req).await.unwrap();
+    }
+    let path = save(
+        dir.path(),
+        "sled.backup",
+        &backup_bytes(&mut test_admin(server.channel().await)).await,
+    );
+    server.stop().await.unwrap();
+
+    let mut on_etcd = config_with_key(&dir.path().join("node"), &key);
+    on_etcd.backend = credvault::config::Backend::Etcd;
+    on_etcd.etcd.endpoints = vec![etcd.endpoint.clone()];
+    on_etcd.etcd.prefix = "/migrated/".into();
+    let restored = credvault::restore(&on_etcd, &path).await.unwrap();
+    assert_eq!(restored.records, 30);
+    let err = credvault::restore(&on_etcd, &path).await.unwrap_err();
+    assert!(err.is_not_empty(), "{err}");
+
+    let server = TestServer::start(on_etcd).await;
+    let mut c = server.client().await;
+    for i in 0..30 {
+        let reply = c
+            .resolve(resolve_request("acme", &format!("m{i:02}")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply, workload::expected_resolve(i, 1, 1));
+    }
+    c.add(add_request("acme", "new-on-etcd", token_credential()))
+        .await
+        .unwrap();
     server.stop().await.unwrap();
 }

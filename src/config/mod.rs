@@ -35,8 +35,54 @@ pub struct Config {
     pub tls: TlsConfig,
     pub audit: AuditConfig,
     pub keys: KeysConfig,
+    /// `CREDVAULT_STORE`: where records live, default sled.
+    pub backend: Backend,
+    pub etcd: EtcdConfig,
     /// `CREDVAULT_ALLOW_INSECURE_PLAINTEXT`: listen off loopback without TLS (default false).
     pub allow_insecure_plaintext: bool,
+}
+
+/// The store behind the vault (`store.backend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded store in the data dir (one process).
+    #[default]
+    Sled,
+    /// An etcd cluster (`[etcd]`), shared by several instances.
+    Etcd,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sled => "sled",
+            Backend::Etcd => "etcd",
+        }
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sled" => Ok(Backend::Sled),
+            "etcd" => Ok(Backend::Etcd),
+            _ => Err(format!("`{s}` is not a store backend (sled or etcd)")),
+        }
+    }
+}
+
+/// The etcd cluster (`[etcd]`), when `store.backend = "etcd"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// `CREDVAULT_ETCD_ENDPOINTS`: comma-separated client URLs, default `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// `CREDVAULT_ETCD_PREFIX`: every key under it, default `/credvault/`.
+    pub prefix: String,
+    /// `CREDVAULT_ETCD_DIAL_TIMEOUT_MS`, default 5 s.
+    pub dial_timeout: Duration,
+    /// `CREDVAULT_ETCD_REQUEST_TIMEOUT_MS`, default 10 s.
+    pub request_timeout: Duration,
 }
 
 /// The audit log (`[audit]`).
@@ -299,6 +345,13 @@ impl Config {
                 max_age_days: 0,
                 rewrap_per_second: crate::vault::REWRAP_PER_SECOND,
             },
+            backend: Backend::Sled,
+            etcd: EtcdConfig {
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                prefix: "/credvault/".into(),
+                dial_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(10),
+            },
             allow_insecure_plaintext: false,
         }
     }
@@ -313,6 +366,20 @@ impl Config {
             return Err(err(
                 "keys.rotate_after_encryptions",
                 format!("must be at most {MAX_ENCRYPTIONS_PER_KEY} (2^32)"),
+            ));
+        }
+        if self.etcd.prefix.is_empty() {
+            return Err(err(
+                "etcd.prefix",
+                "must not be empty: credvault keeps its keys under a prefix of their own".into(),
+            ));
+        }
+        if let Some(bad) = self.etcd.endpoints.iter().find(|e| {
+            !(e.starts_with("http://") || e.starts_with("https://")) || url::Url::parse(e).is_err()
+        }) {
+            return Err(err(
+                "etcd.endpoints",
+                format!("`{bad}` is not an http:// or https:// URL"),
             ));
         }
         let tls = &self.tls;

@@ -187,6 +187,30 @@ impl Named for super::ClientAuth {
     }
 }
 
+impl Named for super::Backend {
+    fn name(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// Comma-separated values (`a,b`), none empty.
+struct List;
+impl Kind for List {
+    type T = Vec<String>;
+    fn parse(text: &str) -> Result<Vec<String>, String> {
+        let items: Vec<String> = text.split(',').map(|s| s.trim().to_owned()).collect();
+        if items.iter().any(String::is_empty) {
+            return Err(format!(
+                "`{text}` has an empty item (give one or more, comma-separated)"
+            ));
+        }
+        Ok(items)
+    }
+    fn show(value: &Vec<String>) -> String {
+        quote(&value.join(","))
+    }
+}
+
 impl Named for super::AuditDurability {
     fn name(&self) -> &'static str {
         self.as_str()
@@ -223,6 +247,11 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "store.data_dir", "CREDVAULT_DATA_DIR", Path, |c| c.data_dir;
     "store.master_key_file", "CREDVAULT_MASTER_KEY_FILE", OptionalPath, |c| c.master_key_file;
     "store.cache_mb", "CREDVAULT_CACHE_MB", Mebibytes, |c| c.cache_bytes;
+    "store.backend", "CREDVAULT_STORE", Choice<super::Backend>, |c| c.backend;
+    "etcd.endpoints", "CREDVAULT_ETCD_ENDPOINTS", List, |c| c.etcd.endpoints;
+    "etcd.prefix", "CREDVAULT_ETCD_PREFIX", Text, |c| c.etcd.prefix;
+    "etcd.dial_timeout_ms", "CREDVAULT_ETCD_DIAL_TIMEOUT_MS", Millis, |c| c.etcd.dial_timeout;
+    "etcd.request_timeout_ms", "CREDVAULT_ETCD_REQUEST_TIMEOUT_MS", Millis, |c| c.etcd.request_timeout;
     "twilio.api_base", "CREDVAULT_TWILIO_API_BASE", Text, |c| c.twilio.api_base;
     "twilio.messaging_base", "CREDVAULT_TWILIO_MESSAGING_BASE", Text, |c| c.twilio.messaging_base;
     "twilio.connect_timeout_ms", "CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS", Millis, |c| c.twilio.connect_timeout;
