@@ -263,6 +263,7 @@ async fn serve_vault(
     tracing::info!(
         addr = %listener.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),
+        store = config.backend.as_str(),
         tls = tls.is_some(),
         mtls = config.tls.client_ca_file.is_some(),
         version = VERSION,
