@@ -99,8 +99,17 @@ pub async fn follow_store_health(
 ) {
     loop {
         // The current value first: the store may have failed before this task started.
-        if matches!(*store.borrow_and_update(), Health::Failed(_)) {
-            set_not_serving(&health).await;
+        let now = store.borrow_and_update().clone();
+        match now {
+            Health::Failed(_) | Health::Unavailable(_) => set_not_serving(&health).await,
+            // Back from Unavailable (a fail-stop store never comes back).
+            Health::Serving => {
+                for service in ["", SERVICE_NAME] {
+                    health
+                        .set_service_status(service, tonic_health::ServingStatus::Serving)
+                        .await;
+                }
+            }
         }
         if store.changed().await.is_err() {
             return;

@@ -62,6 +62,11 @@ impl From<VaultError> for Status {
                     "credential '{label}' of owner '{owner}' is unreadable: it failed its integrity check"
                 ))
             }
+            VaultError::Store(crate::store::StoreError::Unavailable(reason)) => {
+                Status::unavailable(format!(
+                    "the vault's store (etcd) is unreachable ({reason}); credvault keeps trying: retry"
+                ))
+            }
             VaultError::Store(crate::store::StoreError::Closed) => {
                 Status::unavailable("the vault is shutting down; retry")
             }

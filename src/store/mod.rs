@@ -28,6 +28,9 @@ pub enum StoreError {
     /// A flush failed: the store is fail-stop and acknowledges no write until a restart.
     #[error("the store failed to make a write durable ({0}) and takes no writes until credvault restarts")]
     Failed(String),
+    /// A shared store (etcd) that cannot be reached now; it may come back by itself.
+    #[error("the store is unreachable: {0}")]
+    Unavailable(String),
 }
 
 /// Whether the store can take writes.
@@ -36,6 +39,8 @@ pub enum Health {
     Serving,
     /// Fail-stop, with the reason: every later write fails until a restart.
     Failed(String),
+    /// Unreachable now (etcd), with the reason; back to `Serving` when it answers again.
+    Unavailable(String),
 }
 
 #[async_trait]

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct Etcd {
     pub endpoint: String,
-    child: Child,
+    child: Option<Child>,
+    args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -37,24 +38,53 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
+        let args: Vec<String> = [
+            "--name",
+            "test",
+            "--data-dir",
+            &dir.display().to_string(),
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("test={peer_url}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut etcd = Etcd {
+            endpoint: client_url,
+            child: None,
+            args,
+        };
+        etcd.restart();
+        Some(etcd)
+    }
+
+    /// SIGKILL: etcd is gone (its data stays).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data, and waits until it is healthy.
+    pub fn restart(&mut self) {
+        self.kill();
         let child = Command::new("etcd")
-            .args(["--name", "test", "--data-dir"])
-            .arg(dir)
-            .args(["--listen-client-urls", &client_url])
-            .args(["--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url])
-            .args(["--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("test={peer_url}")])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start etcd");
-        let etcd = Etcd {
-            endpoint: client_url,
-            child,
-        };
-        etcd.wait_ready();
-        Some(etcd)
+        self.child = Some(child);
+        self.wait_ready();
     }
 
     /// Until etcd answers a health request (bounded).
@@ -86,7 +116,6 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -36,6 +36,17 @@ pub struct EtcdStore {
     kv: KvClient<Channel>,
     prefix: Vec<u8>,
     health: watch::Sender<Health>,
+    /// Follows whether etcd answers (every `PROBE_EVERY`), for health and recovery.
+    probe: tokio::task::AbortHandle,
+}
+
+/// How often the store asks etcd whether it is there.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        self.probe.abort();
+    }
 }
 
 impl EtcdStore {
@@ -58,10 +69,14 @@ impl EtcdStore {
             return Err(StoreError::Backend("no etcd endpoint given".into()));
         }
         let channel = Channel::balance_list(endpoints.into_iter());
+        let kv = KvClient::new(channel);
+        let health = watch::channel(Health::Serving).0;
+        let probe = tokio::spawn(probe(kv.clone(), prefix.to_vec(), health.clone())).abort_handle();
         Ok(Self {
-            kv: KvClient::new(channel),
+            kv,
             prefix: prefix.to_vec(),
-            health: watch::channel(Health::Serving).0,
+            health,
+            probe,
         })
     }
 
@@ -75,8 +90,49 @@ impl EtcdStore {
     }
 }
 
+/// Asks etcd, forever, whether it answers; health follows (Unavailable while it does not).
+async fn probe(mut kv: KvClient<Channel>, prefix: Vec<u8>, health: watch::Sender<Health>) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let asked = kv.range(RangeRequest {
+            key: prefix.clone(),
+            count_only: true,
+            ..Default::default()
+        });
+        let now = match tokio::time::timeout(PROBE_EVERY * 4, asked).await {
+            Ok(Ok(_)) => Health::Serving,
+            Ok(Err(status)) => {
+                Health::Unavailable(format!("{}: {}", status.code(), status.message()))
+            }
+            Err(_) => Health::Unavailable("no answer within 2 s".into()),
+        };
+        health.send_if_modified(|old| {
+            let changed = std::mem::discriminant(old) != std::mem::discriminant(&now);
+            if changed {
+                match &now {
+                    Health::Serving => tracing::info!("etcd answers again: serving"),
+                    Health::Unavailable(reason) | Health::Failed(reason) => {
+                        tracing::warn!(%reason, "etcd is unreachable: NOT_SERVING until it answers")
+                    }
+                }
+                *old = now;
+            }
+            changed
+        });
+    }
+}
+
 fn backend(status: tonic::Status) -> StoreError {
-    StoreError::Backend(format!("etcd: {}: {}", status.code(), status.message()))
+    use tonic::Code;
+    let text = format!("etcd: {}: {}", status.code(), status.message());
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            StoreError::Unavailable(text)
+        }
+        _ => StoreError::Backend(text),
+    }
 }
 
 /// The end of the range of every key starting with `prefix` (etcd's "prefix end").
