@@ -14,10 +14,12 @@
 //! clear, everything else sealed), and is useless without the root key. Knows no store and no
 //! crypto; `vault` makes and restores snapshots.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use prost::Message;
 use sha2::{Digest, Sha256};
+
+use crate::domain::{from_unix_micros, unix_micros};
 
 pub const MAGIC: &[u8; 8] = b"CVBACKUP";
 /// The format this release writes (and the only one it reads).
@@ -101,7 +103,7 @@ impl Encoder {
     pub fn new(snapshot: Snapshot) -> Self {
         let header = HeaderProto {
             format: FORMAT,
-            created_at_micros: micros(snapshot.created_at),
+            created_at_micros: unix_micros(snapshot.created_at),
             written_by: snapshot.written_by,
             keyring: snapshot.keyring,
             keyring_version: snapshot.keyring_version,
@@ -180,7 +182,7 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, BackupError> {
     }
     Ok(Verified {
         snapshot: Snapshot {
-            created_at: UNIX_EPOCH + Duration::from_micros(header.created_at_micros),
+            created_at: from_unix_micros(header.created_at_micros),
             written_by: header.written_by,
             keyring: header.keyring,
             keyring_version: header.keyring_version,
@@ -200,13 +202,10 @@ fn truncated(rest: &[u8]) -> BackupError {
     }
 }
 
-fn micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     use super::*;
 
     fn snapshot(n: usize) -> Snapshot {

@@ -9,7 +9,7 @@
 //! next version, which the store swaps in atomically.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use prost::Message;
@@ -18,6 +18,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::envelope::{Envelope, FORMAT_RECORD, NONCE_LEN};
 use super::key_file::KEY_LEN;
 use super::{CryptoError, RootKey};
+use crate::domain::{from_unix_micros, unix_micros};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
@@ -199,7 +200,7 @@ impl Keyring {
                         .as_ref()
                         .map(|(m, _)| m.to_vec())
                         .unwrap_or_default(),
-                    created_at_micros: micros(k.info.created_at),
+                    created_at_micros: unix_micros(k.info.created_at),
                     state: match k.info.state {
                         KeyState::Active => 1,
                         KeyState::DecryptOnly => 2,
@@ -278,7 +279,7 @@ impl Keyring {
             };
             let info = KeyInfo {
                 id: k.id,
-                created_at: UNIX_EPOCH + Duration::from_micros(k.created_at_micros),
+                created_at: from_unix_micros(k.created_at_micros),
                 state,
                 encryptions: k.encryptions,
             };
@@ -306,7 +307,7 @@ impl DataKey {
             info: KeyInfo {
                 id,
                 // As stored: to the microsecond.
-                created_at: UNIX_EPOCH + Duration::from_micros(micros(now)),
+                created_at: from_unix_micros(unix_micros(now)),
                 state: KeyState::Active,
                 encryptions: 0,
             },
@@ -334,11 +335,6 @@ fn keyring_aad(version: u64) -> Vec<u8> {
     let mut aad = b"credvault/keyring".to_vec();
     aad.extend_from_slice(&version.to_be_bytes());
     aad
-}
-
-fn micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -15,6 +15,18 @@ pub use page_token::PageToken;
 pub use phone::PhoneNumber;
 pub use sid::{AccountSid, ApiKeySid, MessageSid, MessagingServiceSid};
 
+/// A time as whole microseconds since the Unix epoch, as every stored form keeps it (records,
+/// the keyring, backups, the rewrap cursor): 0 before the epoch, saturating far after it.
+pub(crate) fn unix_micros(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// The time [`unix_micros`] stored.
+pub(crate) fn from_unix_micros(m: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_micros(m)
+}
+
 /// A value broke a rule. The text states the rule and never contains the value, so it is safe to
 /// return to callers and to log even when the value is a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

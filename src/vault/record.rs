@@ -1,14 +1,15 @@
 //! The stored form of a credential (`RecordBody`, sealed whole), encoded with protobuf so fields
 //! can be added. The first release's form lives in `v1.rs`, read only by the upgrade.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use prost::Message;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::domain::{
-    AccountSid, ApiKeySid, Auth, AuthKind, Credential, Label, MessagingServiceSid, Metadata, Owner,
-    PhoneNumber, Secret, Sender, SenderInfo, ValidationState, ValidationStatus, WriteId,
+    from_unix_micros, unix_micros, AccountSid, ApiKeySid, Auth, AuthKind, Credential, Label,
+    MessagingServiceSid, Metadata, Owner, PhoneNumber, Secret, Sender, SenderInfo, ValidationState,
+    ValidationStatus, WriteId,
 };
 
 /// Key of a credential: `cred/{owner}/{label}`. Neither part can contain '/', so keys are
@@ -111,8 +112,8 @@ impl RecordBody {
         let mut body = Self::default();
         body.account_sid = cred.account_sid.as_str().to_owned();
         body.secret_hint = cred.password().hint();
-        body.created_at_micros = micros(created);
-        body.updated_at_micros = micros(now);
+        body.created_at_micros = unix_micros(created);
+        body.updated_at_micros = unix_micros(now);
         body.version = version;
         body.write_id = write_id.0.to_vec();
         match &cred.auth {
@@ -151,7 +152,7 @@ impl RecordBody {
             ValidationState::Valid => 2,
             ValidationState::Invalid => 3,
         };
-        self.checked_at_micros = v.checked_at.map_or(0, micros);
+        self.checked_at_micros = v.checked_at.map_or(0, unix_micros);
         self.twilio_error_code = v.twilio_error_code;
         self.validation_message = v.message.clone();
     }
@@ -165,7 +166,7 @@ impl RecordBody {
     }
 
     pub fn created_at(&self) -> SystemTime {
-        from_micros(self.created_at_micros)
+        from_unix_micros(self.created_at_micros)
     }
 
     pub fn validation_state(&self) -> ValidationState {
@@ -221,28 +222,19 @@ impl RecordBody {
             api_key_sid: (auth_kind == AuthKind::ApiKey).then(|| self.api_key_sid.clone()),
             sender,
             secret_hint: self.secret_hint.clone(),
-            created_at: from_micros(self.created_at_micros),
-            updated_at: from_micros(self.updated_at_micros),
+            created_at: from_unix_micros(self.created_at_micros),
+            updated_at: from_unix_micros(self.updated_at_micros),
             version: self.version,
             write_id: self.write_id(),
             validation: ValidationStatus {
                 state,
                 checked_at: (self.checked_at_micros != 0)
-                    .then(|| from_micros(self.checked_at_micros)),
+                    .then(|| from_unix_micros(self.checked_at_micros)),
                 twilio_error_code: self.twilio_error_code,
                 message: self.validation_message.clone(),
             },
         })
     }
-}
-
-fn micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-fn from_micros(m: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_micros(m)
 }
 
 #[cfg(test)]

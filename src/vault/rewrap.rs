@@ -19,7 +19,7 @@
 //! **Throttled** to `rate` records a second: BENCHMARKS.md measures what a rewrap costs Resolve.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use prost::Message;
 use tokio::task::JoinHandle;
@@ -28,6 +28,7 @@ use super::keys::Keys;
 use super::record::PREFIX;
 use super::VaultError;
 use crate::crypto::Keyring;
+use crate::domain::{from_unix_micros, unix_micros};
 use crate::store::Store;
 
 pub(super) const CURSOR_KEY: &[u8] = b"meta/rewrap";
@@ -280,7 +281,7 @@ impl Pass {
                     );
                     Cursor {
                         target: self.keys.active_id(),
-                        started_at_micros: micros(SystemTime::now()),
+                        started_at_micros: unix_micros(SystemTime::now()),
                         ..Cursor::default()
                     }
                 });
@@ -289,7 +290,7 @@ impl Pass {
             let cursor = Cursor {
                 target: self.keys.active_id(),
                 total: self.count().await?,
-                started_at_micros: micros(SystemTime::now()),
+                started_at_micros: unix_micros(SystemTime::now()),
                 ..Cursor::default()
             };
             let bytes = cursor.encode_to_vec();
@@ -399,7 +400,7 @@ impl Pass {
                 done: cursor.done,
                 rewrapped: cursor.rewrapped,
                 unreadable: cursor.unreadable,
-                started_at: Some(UNIX_EPOCH + Duration::from_micros(cursor.started_at_micros)),
+                started_at: Some(from_unix_micros(cursor.started_at_micros)),
                 finished_at: done.then(SystemTime::now),
                 rate,
                 eta: match (done, rate > 0.0) {
@@ -410,9 +411,4 @@ impl Pass {
             }
         });
     }
-}
-
-fn micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
