@@ -81,6 +81,32 @@ impl AdminService {
         }))
     }
 
+    async fn start_rewrap_rpc(
+        &self,
+        req: Request<pb::StartRewrapRequest>,
+        event: &mut Event,
+    ) -> Result<Response<pb::RewrapStatus>, Status> {
+        self.admit(event, &req)?;
+        let progress = self.vault.start_rewrap().await?;
+        Ok(Response::new(rewrap_status(progress)))
+    }
+
+    async fn backup_rpc(
+        &self,
+        req: Request<pb::BackupRequest>,
+        event: &mut Event,
+    ) -> Result<Response<BackupStream>, Status> {
+        self.admit(event, &req)?;
+        let snapshot = self.vault.snapshot().await?;
+        tracing::info!(
+            records = snapshot.records.len(),
+            keyring_version = snapshot.keyring_version,
+            "backup taken; streaming it"
+        );
+        let chunks = crate::backup::Encoder::new(snapshot).map(|data| Ok(pb::BackupChunk { data }));
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
     async fn retire_rpc(
         &self,
         req: Request<pb::RetireDataKeyRequest>,
@@ -151,20 +177,7 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<BackupStream>, Status> {
         let mut audit = Audit::start(&self.audit, "Backup", &req, "", "");
-        let result = match self.admit(&mut audit.event, &req) {
-            Ok(()) => self.vault.snapshot().await.map_err(Status::from),
-            Err(denied) => Err(denied),
-        };
-        let result = result.map(|snapshot| {
-            tracing::info!(
-                records = snapshot.records.len(),
-                keyring_version = snapshot.keyring_version,
-                "backup taken; streaming it"
-            );
-            let chunks =
-                crate::backup::Encoder::new(snapshot).map(|data| Ok(pb::BackupChunk { data }));
-            Response::new(Box::pin(tokio_stream::iter(chunks)) as BackupStream)
-        });
+        let result = self.backup_rpc(req, &mut audit.event).await;
         audit.finish(result).await
     }
 
@@ -209,15 +222,7 @@ impl pb::admin_server::Admin for AdminService {
         req: Request<pb::StartRewrapRequest>,
     ) -> Result<Response<pb::RewrapStatus>, Status> {
         let mut audit = Audit::start(&self.audit, "StartRewrap", &req, "", "");
-        let result = match self.admit(&mut audit.event, &req) {
-            Ok(()) => self
-                .vault
-                .start_rewrap()
-                .await
-                .map(|p| Response::new(rewrap_status(p)))
-                .map_err(Status::from),
-            Err(denied) => Err(denied),
-        };
+        let result = self.start_rewrap_rpc(req, &mut audit.event).await;
         audit.finish(result).await
     }
 
