@@ -141,7 +141,8 @@ impl Target {
     }
 }
 
-fn short(n: usize) -> String {
+/// `n` for a row name: "1k", "100k", or the number itself.
+pub(crate) fn short(n: usize) -> String {
     if n >= 1000 && n % 1000 == 0 {
         format!("{}k", n / 1000)
     } else {

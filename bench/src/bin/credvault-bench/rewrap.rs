@@ -11,6 +11,7 @@ use credvault::proto::v1 as pb;
 use crate::jobs;
 use crate::load::{Limits, Row, Sample};
 use crate::server::{self, bearer, channels, preload, InProcess, TempDir};
+use crate::short;
 
 pub async fn run(
     n: usize,
@@ -106,13 +107,5 @@ async fn wait_done(admin: &mut AdminClient) -> Result<pb::RewrapStatus, String> 
             pb::RewrapState::Done => return Ok(s),
             _ => return Err(format!("rewrap did not finish: {s:?}")),
         }
-    }
-}
-
-fn short(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 {
-        format!("{}k", n / 1000)
-    } else {
-        n.to_string()
     }
 }
