@@ -18,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod crypto;
 mod data_dir;
+pub mod deadline;
 pub mod domain;
 mod grpc;
 pub mod process;

@@ -7,7 +7,7 @@ mod etcd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credvault::store::{EtcdStore, SledStore, Store};
+use credvault::store::{EtcdStore, SledStore, Store, Stored};
 
 async fn conformance(store: Arc<dyn Store>) {
     // get / put_if_absent
@@ -19,21 +19,34 @@ async fn conformance(store: Arc<dyn Store>) {
     );
     assert_eq!(store.get(b"p/a").await.unwrap().as_deref(), Some(&b"1"[..]));
 
-    // compare_and_swap: only from the expected value; None deletes.
-    assert!(!store
-        .compare_and_swap(b"p/a", b"x", Some(b"3".to_vec()))
-        .await
-        .unwrap());
+    // compare_and_swap: only from the state read; None deletes.
+    let first = store.get(b"p/a").await.unwrap().unwrap();
     assert!(store
-        .compare_and_swap(b"p/a", b"1", Some(b"3".to_vec()))
+        .compare_and_swap(b"p/a", &first, Some(b"3".to_vec()))
         .await
         .unwrap());
     assert_eq!(store.get(b"p/a").await.unwrap().as_deref(), Some(&b"3"[..]));
-    assert!(!store
-        .compare_and_swap(b"p/missing", b"3", None)
-        .await
-        .unwrap());
-    assert!(store.compare_and_swap(b"p/a", b"3", None).await.unwrap());
+    assert!(
+        !store
+            .compare_and_swap(b"p/a", &first, Some(b"4".to_vec()))
+            .await
+            .unwrap(),
+        "a swap from a stale read went through"
+    );
+    let third = store.get(b"p/a").await.unwrap().unwrap();
+    assert!(store.compare_and_swap(b"p/a", &third, None).await.unwrap());
+    assert_eq!(store.get(b"p/a").await.unwrap(), None);
+    assert!(
+        !store.compare_and_swap(b"p/a", &third, None).await.unwrap(),
+        "a second delete from the same read reported a swap"
+    );
+    assert!(
+        !store
+            .compare_and_swap(b"p/a", &third, Some(b"5".to_vec()))
+            .await
+            .unwrap(),
+        "a swap of a deleted key created it"
+    );
     assert_eq!(store.get(b"p/a").await.unwrap(), None);
 
     // scan: prefix-bounded, ordered, resumable, limited.
@@ -43,11 +56,11 @@ async fn conformance(store: Arc<dyn Store>) {
             .await
             .unwrap());
     }
-    let keys = |entries: Vec<(Vec<u8>, Vec<u8>)>| {
+    let keys = |entries: Vec<(Vec<u8>, Stored)>| {
         entries
             .into_iter()
             .map(|(k, v)| {
-                assert_eq!(k, v);
+                assert_eq!(k, *v);
                 String::from_utf8(k).unwrap()
             })
             .collect::<Vec<_>>()

@@ -14,8 +14,51 @@ pub use self::sled::SledStore;
 
 use async_trait::async_trait;
 
-/// A key-value pair from a scan.
-pub type Entry = (Vec<u8>, Vec<u8>);
+/// A key and its value, from a scan.
+pub type Entry = (Vec<u8>, Stored);
+
+/// A value as read, with the store's revision of it. A compare-and-swap takes it back as the
+/// state it expects: etcd compares the revision (the key's `mod_revision`), sled the value.
+/// Derefs to the value's bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Stored {
+    value: Vec<u8>,
+    /// etcd's `mod_revision`; 0 in a store that compares values (sled).
+    revision: i64,
+}
+
+impl Stored {
+    pub fn new(value: Vec<u8>, revision: i64) -> Self {
+        Self { value, revision }
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    pub fn into_value(self) -> Vec<u8> {
+        self.value
+    }
+}
+
+impl std::ops::Deref for Stored {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+/// Sealed bytes are no secret, but neither are they worth printing: their size and revision.
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Stored({} bytes, revision {})",
+            self.value.len(),
+            self.revision
+        )
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -45,18 +88,19 @@ pub enum Health {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get(&self, key: &[u8]) -> Result<Option<Stored>, StoreError>;
 
     /// Stores `value` unless `key` is present, atomically. `Ok(false)`: the key was taken and
     /// nothing was written.
     async fn put_if_absent(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError>;
 
-    /// Atomically replaces the value `expected` with `new` (`None` deletes). `Ok(false)`: the
-    /// current value is not `expected` (someone else changed it) and nothing was written.
+    /// Atomically replaces `expected` (as `get` or `scan` read it) with `new` (`None` deletes).
+    /// `Ok(false)`: the key changed since (someone else wrote or deleted it) and nothing was
+    /// written.
     async fn compare_and_swap(
         &self,
         key: &[u8],
-        expected: &[u8],
+        expected: &Stored,
         new: Option<Vec<u8>>,
     ) -> Result<bool, StoreError>;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::flusher::Flusher;
-use super::{Entry, Store, StoreError};
+use super::{Entry, Store, StoreError, Stored};
 
 /// sled, with every mutation acknowledged only after a (shared) flush.
 ///
@@ -101,14 +101,19 @@ fn open_waiting_for_lock(dir: &Path, config: &sled::Config) -> Result<sled::Db, 
     }
 }
 
+/// sled has no revisions: a compare-and-swap compares the value itself.
+fn value(v: sled::IVec) -> Stored {
+    Stored::new(v.to_vec(), 0)
+}
+
 fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
 #[async_trait]
 impl Store for SledStore {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(key).map_err(backend)?.map(|v| v.to_vec()))
+    async fn get(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        Ok(self.tree.get(key).map_err(backend)?.map(value))
     }
 
     async fn put_if_absent(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError> {
@@ -118,7 +123,7 @@ impl Store for SledStore {
     async fn compare_and_swap(
         &self,
         key: &[u8],
-        expected: &[u8],
+        expected: &Stored,
         new: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
         self.durable_cas(key, Some(expected), new).await
@@ -138,7 +143,7 @@ impl Store for SledStore {
             .range::<&[u8], _>((start, Bound::Unbounded))
             .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
             .take(limit)
-            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(backend))
+            .map(|item| item.map(|(k, v)| (k.to_vec(), value(v))).map_err(backend))
             .collect()
     }
 

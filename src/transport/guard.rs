@@ -122,16 +122,29 @@ where
         // The clone that was made ready goes to the call; the fresh one stays (tower's idiom).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let (deadline, kill) = (self.cfg.deadline, self.cfg.kill.clone());
+        // The caller's own deadline, when sooner than the server's, bounds the handler too.
+        let callers = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| crate::deadline::parse_grpc_timeout(v.as_bytes()))
+            .filter(|t| *t < self.cfg.deadline);
+        let (timeout, whose) = match callers {
+            Some(t) => (t, "the caller's grpc-timeout"),
+            None => (self.cfg.deadline, "the server's deadline"),
+        };
+        let kill = self.cfg.kill.clone();
         let started = std::time::Instant::now();
         let work = async move {
             let _permit = permit;
-            let call = tokio::time::timeout(deadline, inner.call(req));
+            let call = crate::deadline::within(
+                started + timeout,
+                tokio::time::timeout(timeout, inner.call(req)),
+            );
             let response = match until_killed(call, &kill).await {
                 Some(Ok(Ok(response))) => response,
                 Some(Err(_)) => Status::deadline_exceeded(format!(
-                    "the RPC did not finish within the server's deadline of {} ms",
-                    deadline.as_millis()
+                    "the RPC did not finish within {whose} of {} ms",
+                    timeout.as_millis()
                 ))
                 .into_http(),
                 // The shutdown deadline passed: the handler is dropped, whatever it was doing.

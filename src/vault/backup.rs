@@ -68,9 +68,12 @@ pub(super) async fn snapshot(store: &Arc<dyn Store>, keys: &Keys) -> Result<Snap
             return Ok(Snapshot {
                 created_at: SystemTime::now(),
                 written_by: crate::VERSION.to_string(),
-                keyring,
+                keyring: keyring.into_value(),
                 keyring_version: ring.version(),
-                records,
+                records: records
+                    .into_iter()
+                    .map(|(key, value)| (key, value.into_value()))
+                    .collect(),
             });
         }
     }
@@ -151,7 +154,7 @@ pub async fn restore(
     backup: &Verified,
 ) -> Result<(), RestoreError> {
     match store.get(RESTORING_KEY).await? {
-        Some(marker) if marker == plan.marker => {
+        Some(marker) if *marker == *plan.marker => {
             tracing::info!("completing a restore of this backup that was cut short");
         }
         Some(_) => return Err(RestoreError::OtherRestore),
@@ -183,9 +186,9 @@ pub async fn restore(
     store
         .put_if_absent(KEYRING_KEY, plan.keyring.clone())
         .await?;
-    store
-        .compare_and_swap(RESTORING_KEY, &plan.marker, None)
-        .await?;
+    if let Some(marker) = store.get(RESTORING_KEY).await? {
+        store.compare_and_swap(RESTORING_KEY, &marker, None).await?;
+    }
     store.flush().await?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use super::record::PREFIX;
 use super::upgrade::CANARY_KEY;
 use super::{OpenError, VaultError};
 use crate::crypto::{CryptoError, KeyInfo, KeyState, Keyring, LegacyCipher, RootKey};
-use crate::store::Store;
+use crate::store::{Store, Stored};
 
 pub(super) const KEYRING_KEY: &[u8] = b"meta/keyring";
 /// The most encryptions one reservation takes.
@@ -201,7 +201,7 @@ impl Keys {
     }
 
     /// The stored keyring: its bytes (for a compare-and-swap) and what they open to.
-    pub(super) async fn read_stored(&self) -> Result<(Vec<u8>, Keyring), VaultError> {
+    pub(super) async fn read_stored(&self) -> Result<(Stored, Keyring), VaultError> {
         let stored = self
             .store
             .get(KEYRING_KEY)

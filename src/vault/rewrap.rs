@@ -29,7 +29,7 @@ use super::record::PREFIX;
 use super::VaultError;
 use crate::crypto::Keyring;
 use crate::domain::{from_unix_micros, unix_micros};
-use crate::store::Store;
+use crate::store::{Store, Stored};
 
 pub(super) const CURSOR_KEY: &[u8] = b"meta/rewrap";
 /// Records read per scan, and between two stores of the cursor.
@@ -194,7 +194,7 @@ struct Pass {
 }
 
 impl Pass {
-    async fn run(self, stored: Vec<u8>, cursor: Cursor) {
+    async fn run(self, stored: Stored, cursor: Cursor) {
         if let Err(reason) = self.pass(stored, cursor).await {
             tracing::error!(%reason, "rewrap stopped; starting it again resumes where it stopped");
             self.publish(|p| {
@@ -204,7 +204,7 @@ impl Pass {
         }
     }
 
-    async fn pass(&self, mut stored: Vec<u8>, mut cursor: Cursor) -> Result<(), String> {
+    async fn pass(&self, mut stored: Stored, mut cursor: Cursor) -> Result<(), String> {
         tracing::info!(
             target_key = cursor.target,
             total = cursor.total,
@@ -271,11 +271,11 @@ impl Pass {
     }
 
     /// The stored cursor (resume), or a new pass's, stored first.
-    async fn cursor(&self) -> Result<(Vec<u8>, Cursor), VaultError> {
+    async fn cursor(&self) -> Result<(Stored, Cursor), VaultError> {
         loop {
             if let Some(bytes) = self.store.get(CURSOR_KEY).await? {
                 // A cursor that does not decode only says where to resume: start over.
-                let cursor = Cursor::decode(bytes.as_slice()).unwrap_or_else(|_| {
+                let cursor = Cursor::decode(&*bytes).unwrap_or_else(|_| {
                     tracing::warn!(
                         "the stored rewrap cursor does not decode; the pass starts over"
                     );
@@ -293,9 +293,15 @@ impl Pass {
                 started_at_micros: unix_micros(SystemTime::now()),
                 ..Cursor::default()
             };
-            let bytes = cursor.encode_to_vec();
-            if self.store.put_if_absent(CURSOR_KEY, bytes.clone()).await? {
-                return Ok((bytes, cursor));
+            if self
+                .store
+                .put_if_absent(CURSOR_KEY, cursor.encode_to_vec())
+                .await?
+            {
+                // Read back for its revision (the next save compares it).
+                if let Some(stored) = self.store.get(CURSOR_KEY).await? {
+                    return Ok((stored, cursor));
+                }
             }
         }
     }
@@ -313,24 +319,33 @@ impl Pass {
         }
     }
 
-    /// Stores the cursor (`None`: the pass is over) in place of `stored`.
-    async fn save(&self, stored: &[u8], cursor: Option<&Cursor>) -> Result<Vec<u8>, String> {
+    /// Stores the cursor (`None`: the pass is over) in place of `stored`; returns it as stored
+    /// (with its new revision), for the next save.
+    async fn save(&self, stored: &Stored, cursor: Option<&Cursor>) -> Result<Stored, String> {
+        const CONFLICT: &str = "the stored rewrap cursor changed under this pass: another instance is rewrapping this store";
         let bytes = cursor.map(Message::encode_to_vec);
+        let store_err = |e: crate::store::StoreError| e.to_string();
         let swapped = self
             .store
             .compare_and_swap(CURSOR_KEY, stored, bytes.clone())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(store_err)?;
         if !swapped {
-            return Err("the stored rewrap cursor changed under this pass: another instance is rewrapping this store".into());
+            return Err(CONFLICT.into());
         }
-        Ok(bytes.unwrap_or_default())
+        let Some(bytes) = bytes else {
+            return Ok(Stored::new(Vec::new(), 0));
+        };
+        match self.store.get(CURSOR_KEY).await.map_err(store_err)? {
+            Some(now) if *now == *bytes => Ok(now),
+            _ => Err(CONFLICT.into()),
+        }
     }
 
     async fn rewrap_one(
         &self,
         key: &[u8],
-        mut bytes: Vec<u8>,
+        mut bytes: Stored,
         target: u32,
     ) -> Result<Outcome, String> {
         for _ in 0..MAX_ATTEMPTS {

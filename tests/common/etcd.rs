@@ -1,6 +1,7 @@
-//! A real etcd on loopback in a tempdir, for the etcd store's tests. The `etcd` binary (Debian
-//! package `etcd-server`) is installed by `.ci/install.d/40-etcd.sh` in CI, where its absence
-//! fails the test; on a machine without it the test says so and passes.
+//! Real etcd on loopback in a tempdir, for the etcd store's tests: one member (`Etcd`) or a
+//! cluster of several (`Cluster`). The `etcd` binary (Debian package `etcd-server`) is installed
+//! by `.ci/install.d/40-etcd.sh` in CI, where its absence fails the test; on a machine without
+//! it the test says so and passes.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
@@ -8,39 +9,54 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct Etcd {
+/// A loopback port nothing listens on, never handed out twice in this process (tests run
+/// concurrently and start several members each). Bound and released at once: a tiny window in
+/// which another process could take it.
+fn free_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+}
+
+/// Whether there is an `etcd` to start; outside CI its absence is a visible skip.
+fn available(what: &str) -> bool {
+    if Command::new("etcd").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but no etcd binary: .ci/install.d/40-etcd.sh installs it"
+    );
+    eprintln!("notice: no etcd binary on PATH; {what} skipped (apt-get install etcd-server)");
+    false
+}
+
+/// One etcd process.
+pub struct Member {
     pub endpoint: String,
     child: Option<Child>,
     args: Vec<String>,
+    /// etcd's own log (beside its data dir), for a test that fails.
+    log: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    // Bound and released at once: a tiny window in which another process could take it.
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Etcd {
-    /// Starts a single-node etcd with its data in `dir`; `None` when there is no `etcd` binary
-    /// (outside CI).
-    pub fn start(dir: &Path) -> Option<Self> {
-        if Command::new("etcd").arg("--version").output().is_err() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but no etcd binary: .ci/install.d/40-etcd.sh installs it"
-            );
-            eprintln!("notice: no etcd binary on PATH; the etcd store test is skipped");
-            return None;
-        }
-        let (client, peer) = (free_port(), free_port());
+impl Member {
+    fn new(name: &str, dir: &Path, client: u16, peer: u16, cluster: &str, state: &str) -> Self {
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let args: Vec<String> = [
+        let args = [
             "--name",
-            "test",
+            name,
             "--data-dir",
             &dir.display().to_string(),
             "--listen-client-urls",
@@ -52,21 +68,27 @@ impl Etcd {
             "--initial-advertise-peer-urls",
             &peer_url,
             "--initial-cluster",
-            &format!("test={peer_url}"),
+            cluster,
+            "--initial-cluster-state",
+            state,
+            // Elections in well under a second on loopback (defaults: 100 ms / 1 s).
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut etcd = Etcd {
+        Member {
             endpoint: client_url,
             child: None,
             args,
-        };
-        etcd.restart();
-        Some(etcd)
+            log: dir.with_extension("log"),
+        }
     }
 
-    /// SIGKILL: etcd is gone (its data stays).
+    /// SIGKILL: the member is gone (its data stays).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -74,48 +96,185 @@ impl Etcd {
         }
     }
 
-    /// Starts it again on the same ports and data, and waits until it is healthy.
-    pub fn restart(&mut self) {
+    /// Starts the process (again: same ports, same data).
+    fn spawn(&mut self) {
         self.kill();
+        if let Some(parent) = self.log.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        let log = std::fs::File::create(&self.log).expect("etcd's log file");
         let child = Command::new("etcd")
             .args(&self.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start etcd");
         self.child = Some(child);
-        self.wait_ready();
     }
 
-    /// Until etcd answers a health request (bounded).
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = format!("{}/health", self.endpoint);
-        let host = url
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(&host) {
-                use std::io::{Read, Write};
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = write!(s, "GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n");
-                let mut reply = String::new();
-                let _ = s.read_to_string(&mut reply);
-                if reply.contains("\"health\":\"true\"") {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "etcd did not become healthy");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn host(&self) -> String {
+        self.endpoint.trim_start_matches("http://").to_owned()
+    }
+
+    /// One HTTP/1.0 request to the member's client port; the reply's body, if it answered.
+    fn http(&self, method: &str, path: &str, body: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let host = self.host();
+        let mut s = std::net::TcpStream::connect(&host).ok()?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?;
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+    }
+
+    /// The end of its log, for a failure message.
+    fn tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(15);
+        format!("--- {}\n{}", self.log.display(), lines[from..].join("\n"))
+    }
+
+    fn healthy(&self) -> bool {
+        self.http("GET", "/health", "")
+            .is_some_and(|b| b.contains("\"health\":\"true\""))
+    }
+
+    /// (this member's id, the leader's id as it sees it), from the v3 JSON gateway.
+    fn status(&self) -> Option<(String, String)> {
+        let body = self.http("POST", "/v3/maintenance/status", "{}")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let id = v["header"]["member_id"].as_str()?.to_owned();
+        let leader = v["leader"].as_str()?.to_owned();
+        Some((id, leader))
     }
 }
 
-impl Drop for Etcd {
+impl Drop for Member {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A single-member etcd.
+pub struct Etcd {
+    pub endpoint: String,
+    member: Member,
+}
+
+impl Etcd {
+    /// Starts a single-node etcd with its data in `dir`; `None` when there is no `etcd` binary
+    /// (outside CI).
+    pub fn start(dir: &Path) -> Option<Self> {
+        if !available("the etcd store test") {
+            return None;
+        }
+        let peer = free_port();
+        let cluster = format!("test=http://127.0.0.1:{peer}");
+        let member = Member::new("test", dir, free_port(), peer, &cluster, "new");
+        let mut etcd = Etcd {
+            endpoint: member.endpoint.clone(),
+            member,
+        };
+        etcd.restart();
+        Some(etcd)
+    }
+
+    /// SIGKILL: etcd is gone (its data stays).
+    pub fn kill(&mut self) {
+        self.member.kill();
+    }
+
+    /// Starts it again on the same ports and data, and waits until it is healthy.
+    pub fn restart(&mut self) {
+        self.member.spawn();
+        let m = &self.member;
+        wait_for("etcd healthy", &[m], || m.healthy());
+    }
+}
+
+/// A cluster of `n` members on loopback.
+pub struct Cluster {
+    pub members: Vec<Member>,
+}
+
+impl Cluster {
+    /// Starts `n` members, data under `dir`, and waits until every one is healthy (which needs
+    /// a leader). `None` without an `etcd` binary (outside CI).
+    pub fn start(dir: &Path, n: usize) -> Option<Self> {
+        if !available("the etcd cluster test") {
+            return None;
+        }
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Member> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let name = format!("m{i}");
+                Member::new(&name, &dir.join(&name), *client, *peer, &cluster, "new")
+            })
+            .collect();
+        for m in &mut members {
+            m.spawn();
+        }
+        let cluster = Cluster { members };
+        let all: Vec<&Member> = cluster.members.iter().collect();
+        wait_for("every member healthy", &all, || {
+            all.iter().all(|m| m.healthy())
+        });
+        Some(cluster)
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint.clone()).collect()
+    }
+
+    /// The index of the member that leads now, as the members that answer agree.
+    pub fn leader(&self) -> usize {
+        let mut found = None;
+        let all: Vec<&Member> = self.members.iter().collect();
+        wait_for("a leader", &all, || {
+            let ids: Vec<Option<(String, String)>> =
+                self.members.iter().map(Member::status).collect();
+            found = ids
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| s.as_ref().filter(|(id, leader)| id == leader).map(|_| i));
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// Restarts member `i` (killed before) and waits until it is healthy again.
+    pub fn restart(&mut self, i: usize) {
+        self.members[i].spawn();
+        let m = &self.members[i];
+        wait_for("the restarted member healthy", &[m], || m.healthy());
+    }
+}
+
+/// Until `ready` (bounded: 30 s, then a panic with the members' logs).
+fn wait_for(what: &str, members: &[&Member], mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = members.iter().map(|m| m.tail()).collect();
+            panic!("etcd: no {what} within 30 s; logs:\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -2,13 +2,20 @@
 //! vendored protos in `proto/etcd/`), so several credvault instances share one set of records.
 //!
 //! Every key lives under a prefix (default `/credvault/`). Values are the same sealed bytes as in
-//! sled: etcd never sees plaintext. Create is a Txn on `create_revision == 0`; compare-and-swap a
-//! Txn on the value read (records carry a fresh nonce, so a value never comes back the same).
-//! Reads are linearizable (etcd's default Range). A write is acknowledged by etcd once its raft
-//! log entry is committed and fsynced on a quorum, so `flush` has nothing left to do.
+//! sled: etcd never sees plaintext. As Kubernetes' apiserver does: create is a Txn on
+//! `create_revision == 0`; a compare-and-swap (replace, validation result, delete) a Txn on
+//! `mod_revision ==` the revision read. Reads are linearizable (etcd's default Range). A write
+//! is acknowledged by etcd once its raft entry is committed and fsynced on a quorum, so `flush`
+//! has nothing left to do.
 //!
-//! This is the backend alone; choosing it in the config, retries across leader changes and the
-//! health of an unreachable cluster come with the rest of issue 19.
+//! Calls are retried across a leader change or a member down (`retry`), within the caller's
+//! deadline. A write whose answer was lost may have been applied: when its retry finds the
+//! compare failed, the store reads the key back, and a value equal to the one it wrote (a sealed
+//! record is unique: fresh nonce, per-write id) means the first attempt landed, so a retried
+//! create does not come back as "already exists".
+
+mod probe;
+mod retry;
 
 mod pb {
     #![allow(clippy::all, clippy::pedantic)]
@@ -24,24 +31,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pb::etcdserverpb::{
-    compare, kv_client::KvClient, request_op, Compare, DeleteRangeRequest, PutRequest,
-    RangeRequest, RequestOp, TxnRequest,
+    compare, kv_client::KvClient, request_op, response_op, Compare, DeleteRangeRequest, PutRequest,
+    RangeRequest, RequestOp, TxnRequest, TxnResponse,
 };
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{Entry, Health, Store, StoreError};
+use self::retry::retrying;
+use super::{Entry, Health, Store, StoreError, Stored};
 
 pub struct EtcdStore {
     kv: KvClient<Channel>,
     prefix: Vec<u8>,
+    /// How long one store call may keep retrying (`etcd.request_timeout_ms`), at most.
+    budget: Duration,
     health: watch::Sender<Health>,
-    /// Follows whether etcd answers (every `PROBE_EVERY`), for health and recovery.
+    /// Follows whether etcd answers, for health and recovery.
     probe: tokio::task::AbortHandle,
 }
-
-/// How often the store asks etcd whether it is there.
-const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 impl Drop for EtcdStore {
     fn drop(&mut self) {
@@ -51,6 +58,7 @@ impl Drop for EtcdStore {
 
 impl EtcdStore {
     /// Connects to `endpoints` (e.g. `http://127.0.0.1:2379`), storing every key under `prefix`.
+    /// One call retries for `request_timeout` at most (less within an RPC with a sooner deadline).
     pub async fn connect(
         endpoints: &[String],
         prefix: &[u8],
@@ -61,7 +69,7 @@ impl EtcdStore {
             .iter()
             .map(|e| {
                 Endpoint::from_shared(e.clone())
-                    .map(|ep| ep.connect_timeout(dial_timeout).timeout(request_timeout))
+                    .map(|ep| ep.connect_timeout(dial_timeout))
                     .map_err(|err| StoreError::Backend(format!("etcd endpoint {e}: {err}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -71,12 +79,13 @@ impl EtcdStore {
         let channel = Channel::balance_list(endpoints.into_iter());
         let kv = KvClient::new(channel);
         let health = watch::channel(Health::Serving).0;
-        let probe = tokio::spawn(probe(kv.clone(), prefix.to_vec(), health.clone())).abort_handle();
+        let probe = tokio::spawn(probe::probe(kv.clone(), prefix.to_vec(), health.clone()));
         Ok(Self {
             kv,
             prefix: prefix.to_vec(),
+            budget: request_timeout,
             health,
-            probe,
+            probe: probe.abort_handle(),
         })
     }
 
@@ -84,55 +93,47 @@ impl EtcdStore {
         [self.prefix.as_slice(), key].concat()
     }
 
-    async fn txn(&self, txn: TxnRequest) -> Result<bool, StoreError> {
-        let reply = self.kv.clone().txn(txn).await.map_err(backend)?;
-        Ok(reply.into_inner().succeeded)
+    /// Runs `txn`, retried; also how many attempts it took (more than one: an earlier attempt's
+    /// answer was lost, and it may have been applied).
+    async fn txn(&self, txn: TxnRequest) -> Result<(TxnResponse, u32), StoreError> {
+        retrying(self.budget, |n| {
+            let (mut kv, txn) = (self.kv.clone(), txn.clone());
+            async move { Ok((kv.txn(txn).await?.into_inner(), n + 1)) }
+        })
+        .await
     }
-}
 
-/// Asks etcd, forever, whether it answers; health follows (Unavailable while it does not).
-async fn probe(mut kv: KvClient<Channel>, prefix: Vec<u8>, health: watch::Sender<Health>) {
-    let mut tick = tokio::time::interval(PROBE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let asked = kv.range(RangeRequest {
-            key: prefix.clone(),
-            count_only: true,
-            ..Default::default()
-        });
-        let now = match tokio::time::timeout(PROBE_EVERY * 4, asked).await {
-            Ok(Ok(_)) => Health::Serving,
-            Ok(Err(status)) => {
-                Health::Unavailable(format!("{}: {}", status.code(), status.message()))
-            }
-            Err(_) => Health::Unavailable("no answer within 2 s".into()),
-        };
-        health.send_if_modified(|old| {
-            let changed = std::mem::discriminant(old) != std::mem::discriminant(&now);
-            if changed {
-                match &now {
-                    Health::Serving => tracing::info!("etcd answers again: serving"),
-                    Health::Unavailable(reason) | Health::Failed(reason) => {
-                        tracing::warn!(%reason, "etcd is unreachable: NOT_SERVING until it answers")
-                    }
-                }
-                *old = now;
-            }
-            changed
-        });
-    }
-}
-
-fn backend(status: tonic::Status) -> StoreError {
-    use tonic::Code;
-    let text = format!("etcd: {}: {}", status.code(), status.message());
-    match status.code() {
-        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-            StoreError::Unavailable(text)
+    /// A write's Txn: `op` if `compare` holds, else read the key back (for `landed`).
+    /// `Ok(true)` if it was written, by this attempt or by an earlier one whose answer was lost.
+    async fn write_if(
+        &self,
+        key: Vec<u8>,
+        compare: Compare,
+        op: RequestOp,
+        landed: impl Fn(Option<&[u8]>) -> bool,
+    ) -> Result<bool, StoreError> {
+        let (reply, attempts) = self
+            .txn(TxnRequest {
+                compare: vec![compare],
+                success: vec![op],
+                failure: vec![range_op(key)],
+            })
+            .await?;
+        if reply.succeeded {
+            return Ok(true);
         }
-        _ => StoreError::Backend(text),
+        Ok(attempts > 1 && landed(read_back(&reply).as_deref()))
     }
+}
+
+/// The key's value in a failed Txn's read-back (`failure: [range]`), if it exists.
+fn read_back(reply: &TxnResponse) -> Option<Vec<u8>> {
+    reply.responses.iter().find_map(|r| match &r.response {
+        Some(response_op::Response::ResponseRange(range)) => {
+            range.kvs.first().map(|kv| kv.value.clone())
+        }
+        _ => None,
+    })
 }
 
 /// The end of the range of every key starting with `prefix` (etcd's "prefix end").
@@ -158,33 +159,65 @@ fn put_op(key: Vec<u8>, value: Vec<u8>) -> RequestOp {
     }
 }
 
+fn delete_op(key: Vec<u8>) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key,
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+fn range_op(key: Vec<u8>) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestRange(RangeRequest {
+            key,
+            ..Default::default()
+        })),
+    }
+}
+
+fn compare(key: Vec<u8>, target: compare::CompareTarget, value: compare::TargetUnion) -> Compare {
+    Compare {
+        result: compare::CompareResult::Equal as i32,
+        target: target as i32,
+        key,
+        target_union: Some(value),
+        ..Default::default()
+    }
+}
+
 #[async_trait]
 impl Store for EtcdStore {
-    async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let reply = self
-            .kv
-            .clone()
-            .range(RangeRequest {
-                key: self.full(key),
-                ..Default::default()
-            })
-            .await
-            .map_err(backend)?;
-        Ok(reply.into_inner().kvs.into_iter().next().map(|kv| kv.value))
+    async fn get(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        let key = self.full(key);
+        let reply = retrying(self.budget, |_| {
+            let (mut kv, key) = (self.kv.clone(), key.clone());
+            async move {
+                kv.range(RangeRequest {
+                    key,
+                    ..Default::default()
+                })
+                .await
+            }
+        })
+        .await?;
+        let kv = reply.into_inner().kvs.into_iter().next();
+        Ok(kv.map(|kv| Stored::new(kv.value, kv.mod_revision)))
     }
 
     async fn put_if_absent(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError> {
         let key = self.full(key);
-        self.txn(TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Create as i32,
-                key: key.clone(),
-                target_union: Some(compare::TargetUnion::CreateRevision(0)),
-                ..Default::default()
-            }],
-            success: vec![put_op(key, value)],
-            failure: vec![],
+        let taken = compare(
+            key.clone(),
+            compare::CompareTarget::Create,
+            compare::TargetUnion::CreateRevision(0),
+        );
+        let ours = value.clone();
+        self.write_if(key.clone(), taken, put_op(key, value), |now| {
+            now == Some(ours.as_slice())
         })
         .await
     }
@@ -192,34 +225,33 @@ impl Store for EtcdStore {
     async fn compare_and_swap(
         &self,
         key: &[u8],
-        expected: &[u8],
+        expected: &Stored,
         new: Option<Vec<u8>>,
     ) -> Result<bool, StoreError> {
         let key = self.full(key);
-        let op = match new {
-            Some(value) => put_op(key.clone(), value),
-            None => RequestOp {
-                request: Some(request_op::Request::RequestDeleteRange(
-                    DeleteRangeRequest {
-                        key: key.clone(),
-                        ..Default::default()
-                    },
-                )),
-            },
+        // Revision 0 is no revision (a missing key's): never compare on it, or a swap of a
+        // value that is not there would create it.
+        let unchanged = if expected.revision() > 0 {
+            compare(
+                key.clone(),
+                compare::CompareTarget::Mod,
+                compare::TargetUnion::ModRevision(expected.revision()),
+            )
+        } else {
+            compare(
+                key.clone(),
+                compare::CompareTarget::Value,
+                compare::TargetUnion::Value(expected.to_vec()),
+            )
         };
-        // A missing key has no value to compare, so the Txn fails: nothing to swap.
-        self.txn(TxnRequest {
-            compare: vec![Compare {
-                result: compare::CompareResult::Equal as i32,
-                target: compare::CompareTarget::Value as i32,
-                key,
-                target_union: Some(compare::TargetUnion::Value(expected.to_vec())),
-                ..Default::default()
-            }],
-            success: vec![op],
-            failure: vec![],
-        })
-        .await
+        let op = match &new {
+            Some(value) => put_op(key.clone(), value.clone()),
+            None => delete_op(key.clone()),
+        };
+        // A lost answer, then the key holds our value (or, for a delete, is gone): ours landed.
+        // (A delete cannot tell its own from another writer's; either way the record is gone.)
+        self.write_if(key, unchanged, op, |now| now == new.as_deref())
+            .await
     }
 
     async fn scan(
@@ -234,25 +266,30 @@ impl Store for EtcdStore {
             Some(after) => [self.full(after).as_slice(), &[0]].concat(),
             None => full.clone(),
         };
-        let reply = self
-            .kv
-            .clone()
-            .range(RangeRequest {
-                key: start,
-                range_end: prefix_end(&full),
-                limit: i64::try_from(limit).unwrap_or(i64::MAX),
-                sort_order: pb::etcdserverpb::range_request::SortOrder::Ascend as i32,
-                sort_target: pb::etcdserverpb::range_request::SortTarget::Key as i32,
-                ..Default::default()
-            })
-            .await
-            .map_err(backend)?;
+        let request = RangeRequest {
+            key: start,
+            range_end: prefix_end(&full),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            sort_order: pb::etcdserverpb::range_request::SortOrder::Ascend as i32,
+            sort_target: pb::etcdserverpb::range_request::SortTarget::Key as i32,
+            ..Default::default()
+        };
+        let reply = retrying(self.budget, |_| {
+            let (mut kv, request) = (self.kv.clone(), request.clone());
+            async move { kv.range(request).await }
+        })
+        .await?;
         let cut = self.prefix.len();
         Ok(reply
             .into_inner()
             .kvs
             .into_iter()
-            .map(|kv| (kv.key[cut..].to_vec(), kv.value))
+            .map(|kv| {
+                (
+                    kv.key[cut..].to_vec(),
+                    Stored::new(kv.value, kv.mod_revision),
+                )
+            })
             .collect())
     }
 
