@@ -8,7 +8,7 @@ mod etcd;
 mod flusher;
 mod sled;
 
-pub use self::etcd::EtcdStore;
+pub use self::etcd::{pb as etcd_pb, EtcdStore};
 pub use self::flusher::{Faults, FlushHold};
 pub use self::sled::SledStore;
 

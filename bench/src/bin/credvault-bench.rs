@@ -5,7 +5,7 @@
 //! seconds, and prints RPS, p50, p99, p99.9 and errors. `all` runs every scenario side by side,
 //! interleaved round by round, and prints the ratios the issue sets as targets.
 //!
-//! `cargo run --release -p credvault-bench -- all` (add `--features etcd-bench` for etcd).
+//! `cargo run --release -p credvault-bench -- all` (the etcd rows need `etcd` on PATH).
 #![forbid(unsafe_code)]
 
 #[path = "credvault-bench/args.rs"]
@@ -18,6 +18,8 @@ mod etcd;
 mod jobs;
 #[path = "credvault-bench/load.rs"]
 mod load;
+#[path = "credvault-bench/on_etcd.rs"]
+mod on_etcd;
 #[path = "credvault-bench/report.rs"]
 mod report;
 #[path = "credvault-bench/rewrap.rs"]
@@ -166,7 +168,7 @@ async fn run(args: Args) -> Result<Report, String> {
         || writes
         || matches!(
             scenario.as_str(),
-            "startup" | "etcd" | "core" | "callers" | "rewrap"
+            "startup" | "etcd" | "on-etcd" | "core" | "callers" | "rewrap"
         );
     if !known {
         return Err(format!("unknown scenario {scenario}\n\n{USAGE}"));
@@ -175,6 +177,13 @@ async fn run(args: Args) -> Result<Report, String> {
     if scenario == "callers" {
         let n = args.creds.unwrap_or(1000);
         let (rows, notes) = callers::run(n, conc, conns, limits, args.rounds).await?;
+        report.rows.extend(rows);
+        report.notes.extend(notes);
+        return Ok(report);
+    }
+    if scenario == "on-etcd" {
+        let n = args.creds.unwrap_or(if args.smoke { 200 } else { 1000 });
+        let (rows, notes) = on_etcd::run(n, conc, conns, limits, args.rounds).await?;
         report.rows.extend(rows);
         report.notes.extend(notes);
         return Ok(report);

@@ -14,8 +14,9 @@ scenarios:
   add-replace-storm  --concurrency (default 64) callers Add(replace) ONE label; per-second progress
   startup            time to SERVING and RSS of the credvault binary over --creds (default 100k)
   etcd               etcd Range vs Resolve and Put vs durable Add (c=64) side by side
-                     (needs --features etcd-bench and `etcd` on PATH; resolve and add also
-                     run their etcd counterpart when both are there)
+                     (needs `etcd` on PATH; resolve and add also run their etcd counterpart)
+  on-etcd            credvault on the etcd store: Resolve vs etcd Range, Add vs etcd's create
+                     Txn (c=64), Resolve vs health on the same server
   callers            Resolve with a token (audit buffered, sync), over TLS and mTLS, each vs health
   rewrap             Resolve p99 while `keys rewrap` re-encrypts --creds (default 6000) records,
                      vs Resolve without, at the default throttle and at 10x it

@@ -116,7 +116,11 @@ impl Report {
                 p99 <= 2.0,
             );
         }
-        let first_resolve = self.rows.iter().find(|r| r.name.starts_with("resolve "));
+        // On sled (the `on-etcd` rows have their own ratios).
+        let first_resolve = self
+            .rows
+            .iter()
+            .find(|r| r.name.starts_with("resolve ") && !r.name.ends_with("on etcd"));
         let range = self.rows.iter().find(|r| r.name.starts_with("etcd range"));
         if let (Some(r), Some(e)) = (first_resolve, range) {
             let x = r.rps / e.rps;

@@ -1,0 +1,115 @@
+//! `on-etcd`: credvault with `store.backend = "etcd"` next to etcd itself, side by side in one
+//! run, on one single-member etcd: Resolve against etcd's own linearizable Range, durable Add
+//! against the create Txn an Add sends (same concurrency, values the size of a stored record),
+//! and Resolve against the health check on the same server (what the etcd store costs a read).
+
+use crate::etcd::Etcd;
+use crate::jobs;
+use crate::load::{Limits, Row};
+use crate::server::{self, channels, label, preload_remote, InProcess, TempDir, OWNER};
+use crate::short;
+
+use credvault::store::etcd_pb::etcdserverpb::{kv_client::KvClient, RangeRequest};
+
+pub async fn run(
+    n: usize,
+    conc: usize,
+    conns: usize,
+    limits: Limits,
+    rounds: usize,
+) -> Result<(Vec<Row>, Vec<String>), String> {
+    let Some(etcd) = Etcd::start().await else {
+        return Ok((Vec::new(), vec!["on-etcd skipped: no etcd".into()]));
+    };
+    let dir = TempDir::new("on-etcd").map_err(|e| e.to_string())?;
+    let mut config = server::config(&dir.path().join("data"));
+    config.backend = credvault::config::Backend::Etcd;
+    config.etcd.endpoints = vec![etcd.endpoint.clone()];
+    let prefix = config.etcd.prefix.clone();
+    let srv = InProcess::start_with(config).await?;
+    preload_remote(srv.addr, n).await?;
+    let value_size = stored_size(&etcd.endpoint, &prefix).await?;
+    eprintln!("a record on etcd is {value_size} bytes; the etcd baseline uses values as large");
+
+    let chans = channels(srv.addr, conns).await?;
+    let k = short(n);
+    let range = format!("etcd range ({k} values)");
+    let reads = vec![
+        jobs::health(&chans, conc, limits, "health (etcd store)"),
+        jobs::resolve(&chans, conc, limits, n, &format!("resolve {k} on etcd")),
+        etcd.range_job(conns, conc, limits, n, value_size, &range)
+            .await?,
+    ];
+    let mut rows = jobs::interleave(reads, rounds).await;
+    let writes = vec![
+        jobs::add(
+            &chans,
+            64,
+            limits,
+            &format!("on-etcd-p{}", std::process::id()),
+            "add on etcd c=64",
+        ),
+        etcd.create_txn_job(conns, 64, limits, value_size, "etcd create txn c=64")
+            .await?,
+    ];
+    rows.extend(jobs::interleave(writes, rounds).await);
+
+    let row = |name: &str| rows.iter().find(|r| r.name == name);
+    let mut notes = Vec::new();
+    // `target`: the floor for the ratio, if it sets one.
+    let mut ratio = |what: &str, a: &str, b: &str, target: Option<f64>| {
+        if let (Some(a), Some(b)) = (row(a), row(b)) {
+            let r = a.rps / b.rps.max(1.0);
+            let verdict = match target {
+                Some(t) if r >= t => format!(" (meets >= {t}x)"),
+                Some(t) => format!(" (MISSES >= {t}x)"),
+                None => String::new(),
+            };
+            notes.push(format!(
+                "{what}: {r:.2}x{verdict}; p99 {:.2} ms vs {:.2} ms",
+                a.p99, b.p99
+            ));
+        }
+    };
+    ratio(
+        &format!("Resolve on etcd / etcd Range (c={conc})"),
+        &format!("resolve {k} on etcd"),
+        &range,
+        Some(0.9),
+    );
+    ratio(
+        "Add on etcd / etcd create Txn (c=64)",
+        "add on etcd c=64",
+        "etcd create txn c=64",
+        Some(0.9),
+    );
+    ratio(
+        &format!("Resolve on etcd / health on the same server (c={conc})"),
+        &format!("resolve {k} on etcd"),
+        "health (etcd store)",
+        None,
+    );
+    drop(srv);
+    Ok((rows, notes))
+}
+
+/// The size of one stored record, read from etcd itself.
+async fn stored_size(endpoint: &str, prefix: &str) -> Result<usize, String> {
+    let mut kv = KvClient::connect(endpoint.to_owned())
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = format!("{prefix}cred/{OWNER}/{}", label(0)).into_bytes();
+    let reply = kv
+        .range(RangeRequest {
+            key,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    reply
+        .into_inner()
+        .kvs
+        .first()
+        .map(|kv| kv.value.len())
+        .ok_or_else(|| "the first preloaded record is not in etcd: wrong key layout?".into())
+}
