@@ -164,17 +164,13 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn store::Store>, bool), Se
         }
         config::Backend::Etcd => {
             let etcd = &config.etcd;
-            let store = store::EtcdStore::connect(
-                &etcd.endpoints,
-                etcd.prefix.as_bytes(),
-                etcd.dial_timeout,
-                etcd.request_timeout,
-            )
-            .await
-            .map_err(|source| ServeError::Etcd {
-                endpoints: etcd.endpoints.join(","),
-                source,
-            })?;
+            let store =
+                store::EtcdStore::connect(etcd)
+                    .await
+                    .map_err(|source| ServeError::Etcd {
+                        endpoints: etcd.endpoints.join(","),
+                        source,
+                    })?;
             Ok((Arc::new(store), false))
         }
     }

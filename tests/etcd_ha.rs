@@ -15,19 +15,7 @@ use tonic::Code;
 
 /// Two servers on `cluster`, with one root key (as instances must share it).
 async fn two_instances(dir: &Path, cluster: &etcd::Cluster) -> (TestServer, TestServer) {
-    let key = dir.join("root.key");
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).unwrap();
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key)
-            .unwrap();
-        std::io::Write::write_all(&mut f, &bytes).unwrap();
-    }
+    let key = etcd::shared_root_key(dir);
     let server = |name: &str| {
         let mut c = config(&dir.join(name));
         c.backend = credvault::config::Backend::Etcd;

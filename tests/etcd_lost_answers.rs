@@ -29,12 +29,10 @@ async fn store_writes_whose_answer_was_lost_report_what_they_did() {
         return;
     };
     let store: Arc<dyn Store> = Arc::new(
-        EtcdStore::connect(
-            std::slice::from_ref(&proxy.endpoint),
-            b"/t/",
-            Duration::from_secs(2),
-            Duration::from_secs(10),
-        )
+        EtcdStore::connect(&credvault::config::EtcdConfig {
+            dial_timeout: Duration::from_secs(2),
+            ..etcd::store_config(std::slice::from_ref(&proxy.endpoint), "/t/")
+        })
         .await
         .unwrap(),
     );

@@ -5,7 +5,6 @@
 mod etcd;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use credvault::store::{EtcdStore, SledStore, Store, Stored};
 
@@ -147,14 +146,9 @@ async fn etcd_store_keeps_the_contract_and_stays_under_its_prefix() {
     let connect = |prefix: &'static str| {
         let endpoints = endpoints.clone();
         async move {
-            EtcdStore::connect(
-                &endpoints,
-                prefix.as_bytes(),
-                Duration::from_secs(5),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap()
+            EtcdStore::connect(&etcd::store_config(&endpoints, prefix))
+                .await
+                .unwrap()
         }
     };
     let store = Arc::new(connect("/credvault/").await);
@@ -189,12 +183,10 @@ async fn two_vaults_on_one_etcd_prefix_share_keyring_and_records() {
         return;
     };
     let store = || async {
-        let s = EtcdStore::connect(
+        let s = EtcdStore::connect(&etcd::store_config(
             std::slice::from_ref(&etcd.endpoint),
-            b"/credvault/",
-            Duration::from_secs(5),
-            Duration::from_secs(10),
-        )
+            "/credvault/",
+        ))
         .await
         .unwrap();
         Arc::new(s) as Arc<dyn Store>

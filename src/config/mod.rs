@@ -5,10 +5,12 @@
 //! limit has the default it has, and `examples/credvault.toml` documents every key.
 
 mod callers;
+mod etcd;
 mod file;
 mod load;
 mod settings;
 
+pub use etcd::{EtcdConfig, EtcdRead};
 pub use load::{render_caller, Loaded, Origin, Sources};
 
 use std::net::SocketAddr;
@@ -70,19 +72,6 @@ impl FromStr for Backend {
             _ => Err(format!("`{s}` is not a store backend (sled or etcd)")),
         }
     }
-}
-
-/// The etcd cluster (`[etcd]`), when `store.backend = "etcd"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdConfig {
-    /// `CREDVAULT_ETCD_ENDPOINTS`: comma-separated client URLs, default `http://127.0.0.1:2379`.
-    pub endpoints: Vec<String>,
-    /// `CREDVAULT_ETCD_PREFIX`: every key under it, default `/credvault/`.
-    pub prefix: String,
-    /// `CREDVAULT_ETCD_DIAL_TIMEOUT_MS`, default 5 s.
-    pub dial_timeout: Duration,
-    /// `CREDVAULT_ETCD_REQUEST_TIMEOUT_MS`, default 10 s.
-    pub request_timeout: Duration,
 }
 
 /// The audit log (`[audit]`).
@@ -346,12 +335,7 @@ impl Config {
                 rewrap_per_second: crate::vault::REWRAP_PER_SECOND,
             },
             backend: Backend::Sled,
-            etcd: EtcdConfig {
-                endpoints: vec!["http://127.0.0.1:2379".into()],
-                prefix: "/credvault/".into(),
-                dial_timeout: Duration::from_secs(5),
-                request_timeout: Duration::from_secs(10),
-            },
+            etcd: EtcdConfig::default(),
             allow_insecure_plaintext: false,
         }
     }
@@ -368,20 +352,7 @@ impl Config {
                 format!("must be at most {MAX_ENCRYPTIONS_PER_KEY} (2^32)"),
             ));
         }
-        if self.etcd.prefix.is_empty() {
-            return Err(err(
-                "etcd.prefix",
-                "must not be empty: credvault keeps its keys under a prefix of their own".into(),
-            ));
-        }
-        if let Some(bad) = self.etcd.endpoints.iter().find(|e| {
-            !(e.starts_with("http://") || e.starts_with("https://")) || url::Url::parse(e).is_err()
-        }) {
-            return Err(err(
-                "etcd.endpoints",
-                format!("`{bad}` is not an http:// or https:// URL"),
-            ));
-        }
+        self.etcd.check()?;
         let tls = &self.tls;
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return Err(err(

@@ -193,6 +193,12 @@ impl Named for super::Backend {
     }
 }
 
+impl Named for super::EtcdRead {
+    fn name(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
 /// Comma-separated values (`a,b`), none empty.
 struct List;
 impl Kind for List {
@@ -252,6 +258,8 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "etcd.prefix", "CREDVAULT_ETCD_PREFIX", Text, |c| c.etcd.prefix;
     "etcd.dial_timeout_ms", "CREDVAULT_ETCD_DIAL_TIMEOUT_MS", Millis, |c| c.etcd.dial_timeout;
     "etcd.request_timeout_ms", "CREDVAULT_ETCD_REQUEST_TIMEOUT_MS", Millis, |c| c.etcd.request_timeout;
+    "etcd.read", "CREDVAULT_ETCD_READ", Choice<super::EtcdRead>, |c| c.etcd.read;
+    "etcd.cache_staleness_ms", "CREDVAULT_ETCD_CACHE_STALENESS_MS", Millis, |c| c.etcd.cache_staleness;
     "twilio.api_base", "CREDVAULT_TWILIO_API_BASE", Text, |c| c.twilio.api_base;
     "twilio.messaging_base", "CREDVAULT_TWILIO_MESSAGING_BASE", Text, |c| c.twilio.messaging_base;
     "twilio.connect_timeout_ms", "CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS", Millis, |c| c.twilio.connect_timeout;

@@ -90,6 +90,13 @@ pub enum Health {
 pub trait Store: Send + Sync + 'static {
     async fn get(&self, key: &[u8]) -> Result<Option<Stored>, StoreError>;
 
+    /// A read for an answer (Resolve) that a store may serve from a copy of its own, no older
+    /// than the bound it documents (etcd with `etcd.read = "cached"`). Never for a read that a
+    /// write depends on: those use `get`. By default, `get`.
+    async fn get_recent(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        self.get(key).await
+    }
+
     /// Stores `value` unless `key` is present, atomically. `Ok(false)`: the key was taken and
     /// nothing was written.
     async fn put_if_absent(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError>;

@@ -50,6 +50,13 @@ pub struct Page {
     pub next: Option<PageToken>,
 }
 
+/// Which read `fetch` makes: linearizable, or one the store may answer from its own recent copy.
+#[derive(Clone, Copy)]
+enum Read {
+    Current,
+    Recent,
+}
+
 pub struct Vault {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
@@ -318,7 +325,8 @@ impl Vault {
         require_valid: bool,
     ) -> Result<Resolved, VaultError> {
         let key = record::key(owner, label);
-        let mut body = self.fetch(owner, label, &key).await?;
+        // The one read that may come from the store's own copy (etcd's cached read mode).
+        let mut body = self.fetch(owner, label, &key, Read::Recent).await?;
         let state = body.validation_state();
         if require_valid && state != ValidationState::Valid {
             return Err(VaultError::NotValid {
@@ -342,7 +350,7 @@ impl Vault {
     /// A credential's metadata (its record is opened, its secret not returned).
     pub async fn describe(&self, owner: &Owner, label: &Label) -> Result<Metadata, VaultError> {
         let key = record::key(owner, label);
-        let body = self.fetch(owner, label, &key).await?;
+        let body = self.fetch(owner, label, &key, Read::Current).await?;
         self.metadata(owner, label, &body)
     }
 
@@ -352,15 +360,16 @@ impl Vault {
         owner: &Owner,
         label: &Label,
         key: &[u8],
+        read: Read,
     ) -> Result<RecordBody, VaultError> {
-        let bytes = self
-            .store
-            .get(key)
-            .await?
-            .ok_or_else(|| VaultError::NotFound {
-                owner: owner.clone(),
-                label: label.clone(),
-            })?;
+        let stored = match read {
+            Read::Current => self.store.get(key).await?,
+            Read::Recent => self.store.get_recent(key).await?,
+        };
+        let bytes = stored.ok_or_else(|| VaultError::NotFound {
+            owner: owner.clone(),
+            label: label.clone(),
+        })?;
         self.open_body(owner, label, key, &bytes).await
     }
 

@@ -88,6 +88,18 @@ impl Member {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a member that holds its connections open and
+    /// answers nothing, as a hung or partitioned one would.
+    pub fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("a running member");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill(1)");
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// SIGKILL: the member is gone (its data stays).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -193,6 +205,32 @@ impl Etcd {
         self.member.kill();
     }
 
+    /// SIGSTOP / SIGCONT (see `Member::freeze`).
+    pub fn freeze(&self, frozen: bool) {
+        self.member.freeze(frozen);
+    }
+
+    /// Compacts etcd's history up to its current revision (through the v3 JSON gateway), so a
+    /// watch from an older revision is refused.
+    pub fn compact(&self) {
+        let status = self
+            .member
+            .http(
+                "POST",
+                "/v3/kv/range",
+                r#"{"key":"AA==","count_only":true}"#,
+            )
+            .expect("etcd answers");
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let revision = v["header"]["revision"].as_str().unwrap().to_owned();
+        let body = format!(r#"{{"revision":"{revision}","physical":true}}"#);
+        let reply = self
+            .member
+            .http("POST", "/v3/kv/compaction", &body)
+            .unwrap();
+        assert!(reply.contains("header"), "compaction refused: {reply}");
+    }
+
     /// Starts it again on the same ports and data, and waits until it is healthy.
     pub fn restart(&mut self) {
         self.member.spawn();
@@ -277,4 +315,29 @@ fn wait_for(what: &str, members: &[&Member], mut ready: impl FnMut() -> bool) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The etcd store's settings for `endpoints` and `prefix`, the rest at their defaults.
+pub fn store_config(endpoints: &[String], prefix: &str) -> credvault::config::EtcdConfig {
+    credvault::config::EtcdConfig {
+        endpoints: endpoints.to_vec(),
+        prefix: prefix.into(),
+        ..Default::default()
+    }
+}
+
+/// A fresh 32-byte root key file in `dir` (0600), for instances that must share one.
+pub fn shared_root_key(dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = dir.join("root.key");
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &bytes).unwrap();
+    key
 }

@@ -13,7 +13,11 @@
 //! compare failed, the store reads the key back, and a value equal to the one it wrote (a sealed
 //! record is unique: fresh nonce, per-write id) means the first attempt landed, so a retried
 //! create does not come back as "already exists".
+//!
+//! With `etcd.read = "cached"`, Resolve (`get_recent`) reads a watch-fed copy (`cache`) while it
+//! is confirmed fresh; every other read stays linearizable.
 
+mod cache;
 mod probe;
 mod retry;
 
@@ -29,6 +33,7 @@ pub mod pb {
     }
 }
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -39,8 +44,10 @@ use pb::etcdserverpb::{
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use self::cache::Cache;
 use self::retry::retrying;
 use super::{Entry, Health, Store, StoreError, Stored};
+use crate::config::{EtcdConfig, EtcdRead};
 
 pub struct EtcdStore {
     kv: KvClient<Channel>,
@@ -48,46 +55,56 @@ pub struct EtcdStore {
     /// How long one store call may keep retrying (`etcd.request_timeout_ms`), at most.
     budget: Duration,
     health: watch::Sender<Health>,
-    /// Follows whether etcd answers, for health and recovery.
-    probe: tokio::task::AbortHandle,
+    /// With `etcd.read = "cached"`: the copy Resolve reads while it is fresh.
+    cache: Option<Arc<Cache>>,
+    /// The probe (whether etcd answers, for health and recovery) and the cache's follower.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 impl Drop for EtcdStore {
     fn drop(&mut self) {
-        self.probe.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
 impl EtcdStore {
-    /// Connects to `endpoints` (e.g. `http://127.0.0.1:2379`), storing every key under `prefix`.
-    /// One call retries for `request_timeout` at most (less within an RPC with a sooner deadline).
-    pub async fn connect(
-        endpoints: &[String],
-        prefix: &[u8],
-        dial_timeout: Duration,
-        request_timeout: Duration,
-    ) -> Result<Self, StoreError> {
-        let endpoints = endpoints
+    /// Connects to `config.endpoints` (e.g. `http://127.0.0.1:2379`), storing every key under
+    /// `config.prefix`. One call retries for `config.request_timeout` at most (less within an RPC
+    /// with a sooner deadline).
+    pub async fn connect(config: &EtcdConfig) -> Result<Self, StoreError> {
+        let endpoints = config
+            .endpoints
             .iter()
             .map(|e| {
                 Endpoint::from_shared(e.clone())
-                    .map(|ep| ep.connect_timeout(dial_timeout))
+                    .map(|ep| ep.connect_timeout(config.dial_timeout))
                     .map_err(|err| StoreError::Backend(format!("etcd endpoint {e}: {err}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if endpoints.is_empty() {
             return Err(StoreError::Backend("no etcd endpoint given".into()));
         }
+        let prefix = config.prefix.as_bytes().to_vec();
         let channel = Channel::balance_list(endpoints.into_iter());
-        let kv = KvClient::new(channel);
+        let kv = KvClient::new(channel.clone());
         let health = watch::channel(Health::Serving).0;
-        let probe = tokio::spawn(probe::probe(kv.clone(), prefix.to_vec(), health.clone()));
+        let probe = tokio::spawn(probe::probe(kv.clone(), prefix.clone(), health.clone()));
+        let mut tasks = vec![probe.abort_handle()];
+        let cache = (config.read == EtcdRead::Cached).then(|| {
+            let cache = Cache::new(config.cache_staleness);
+            let follower = tokio::spawn(cache::follow(channel, prefix.clone(), cache.clone()));
+            tasks.push(follower.abort_handle());
+            cache
+        });
         Ok(Self {
             kv,
-            prefix: prefix.to_vec(),
-            budget: request_timeout,
+            prefix,
+            budget: config.request_timeout,
             health,
-            probe: probe.abort_handle(),
+            cache,
+            tasks,
         })
     }
 
@@ -121,10 +138,11 @@ impl EtcdStore {
                 failure: vec![range_op(key)],
             })
             .await?;
-        if reply.succeeded {
-            return Ok(true);
+        let ours = reply.succeeded || (attempts > 1 && landed(read_back(&reply).as_deref()));
+        if let (true, Some(cache), Some(header)) = (ours, &self.cache, &reply.header) {
+            cache.wrote(header.revision);
         }
-        Ok(attempts > 1 && landed(read_back(&reply).as_deref()))
+        Ok(ours)
     }
 }
 
@@ -208,6 +226,13 @@ impl Store for EtcdStore {
         .await?;
         let kv = reply.into_inner().kvs.into_iter().next();
         Ok(kv.map(|kv| Stored::new(kv.value, kv.mod_revision)))
+    }
+
+    async fn get_recent(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&self.full(key))) {
+            return Ok(hit);
+        }
+        self.get(key).await
     }
 
     async fn put_if_absent(&self, key: &[u8], value: Vec<u8>) -> Result<bool, StoreError> {

@@ -2,6 +2,8 @@
 //! run, on one single-member etcd: Resolve against etcd's own linearizable Range, durable Add
 //! against the create Txn an Add sends (same concurrency, values the size of a stored record),
 //! and Resolve against the health check on the same server (what the etcd store costs a read).
+//! A second server over the same records reads with `etcd.read = "cached"`: its Resolve against
+//! its own health check, and against a sled server's Resolve (the same vault without etcd).
 
 use crate::etcd::Etcd;
 use crate::jobs;
@@ -26,8 +28,26 @@ pub async fn run(
     config.backend = credvault::config::Backend::Etcd;
     config.etcd.endpoints = vec![etcd.endpoint.clone()];
     let prefix = config.etcd.prefix.clone();
+    let mut cached = config.clone();
     let srv = InProcess::start_with(config).await?;
     preload_remote(srv.addr, n).await?;
+    // The same records, read through the watch-fed cache (the same root key: instances share it).
+    cached.data_dir = dir.path().join("cached");
+    cached.master_key_file = Some(dir.path().join("data").join("master.key"));
+    cached.etcd.read = credvault::config::EtcdRead::Cached;
+    let mut buffered = cached.clone();
+    let cached_srv = InProcess::start_with(cached).await?;
+    let cached_chans = channels(cached_srv.addr, conns).await?;
+    // Both Resolve with the default audit (`sync`) wait for the audit log's group fdatasync;
+    // with `buffered`, what the cached read itself costs shows.
+    buffered.data_dir = dir.path().join("buffered");
+    buffered.audit.durability = credvault::config::AuditDurability::Buffered;
+    let buffered_srv = InProcess::start_with(buffered).await?;
+    let buffered_chans = channels(buffered_srv.addr, conns).await?;
+    // And the embedded default over as many records: what a Resolve costs without etcd.
+    let sled_srv = InProcess::start_with(server::config(&dir.path().join("sled"))).await?;
+    preload_remote(sled_srv.addr, n).await?;
+    let sled_chans = channels(sled_srv.addr, conns).await?;
     let value_size = stored_size(&etcd.endpoint, &prefix).await?;
     eprintln!("a record on etcd is {value_size} bytes; the etcd baseline uses values as large");
 
@@ -39,6 +59,34 @@ pub async fn run(
         jobs::resolve(&chans, conc, limits, n, &format!("resolve {k} on etcd")),
         etcd.range_job(conns, conc, limits, n, value_size, &range)
             .await?,
+        jobs::health(&cached_chans, conc, limits, "health (cached etcd store)"),
+        jobs::resolve(
+            &cached_chans,
+            conc,
+            limits,
+            n,
+            &format!("resolve {k} on etcd, cached"),
+        ),
+        jobs::resolve(
+            &sled_chans,
+            conc,
+            limits,
+            n,
+            &format!("resolve {k} on sled"),
+        ),
+        jobs::health(
+            &buffered_chans,
+            conc,
+            limits,
+            "health (cached, audit buffered)",
+        ),
+        jobs::resolve(
+            &buffered_chans,
+            conc,
+            limits,
+            n,
+            &format!("resolve {k} on etcd, cached, audit buffered"),
+        ),
     ];
     let mut rows = jobs::interleave(reads, rounds).await;
     let writes = vec![
@@ -89,7 +137,25 @@ pub async fn run(
         "health (etcd store)",
         None,
     );
-    drop(srv);
+    ratio(
+        &format!("Resolve on etcd, cached / health on the same server (c={conc})"),
+        &format!("resolve {k} on etcd, cached"),
+        "health (cached etcd store)",
+        Some(0.8),
+    );
+    ratio(
+        &format!("Resolve on etcd, cached / Resolve on sled (c={conc})"),
+        &format!("resolve {k} on etcd, cached"),
+        &format!("resolve {k} on sled"),
+        None,
+    );
+    ratio(
+        &format!("Resolve on etcd, cached, audit buffered / health on the same server (c={conc})"),
+        &format!("resolve {k} on etcd, cached, audit buffered"),
+        "health (cached, audit buffered)",
+        Some(0.8),
+    );
+    drop((srv, cached_srv, sled_srv, buffered_srv));
     Ok((rows, notes))
 }
 

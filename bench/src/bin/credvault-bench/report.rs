@@ -120,7 +120,7 @@ impl Report {
         let first_resolve = self
             .rows
             .iter()
-            .find(|r| r.name.starts_with("resolve ") && !r.name.ends_with("on etcd"));
+            .find(|r| r.name.starts_with("resolve ") && !r.name.contains(" on "));
         let range = self.rows.iter().find(|r| r.name.starts_with("etcd range"));
         if let (Some(r), Some(e)) = (first_resolve, range) {
             let x = r.rps / e.rps;
