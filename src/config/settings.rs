@@ -260,6 +260,11 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "etcd.request_timeout_ms", "CREDVAULT_ETCD_REQUEST_TIMEOUT_MS", Millis, |c| c.etcd.request_timeout;
     "etcd.read", "CREDVAULT_ETCD_READ", Choice<super::EtcdRead>, |c| c.etcd.read;
     "etcd.cache_staleness_ms", "CREDVAULT_ETCD_CACHE_STALENESS_MS", Millis, |c| c.etcd.cache_staleness;
+    "etcd.ca_file", "CREDVAULT_ETCD_CA_FILE", OptionalPath, |c| c.etcd.ca_file;
+    "etcd.cert_file", "CREDVAULT_ETCD_CERT_FILE", OptionalPath, |c| c.etcd.cert_file;
+    "etcd.key_file", "CREDVAULT_ETCD_KEY_FILE", OptionalPath, |c| c.etcd.key_file;
+    "etcd.username", "CREDVAULT_ETCD_USERNAME", Text, |c| c.etcd.username;
+    "etcd.password_file", "CREDVAULT_ETCD_PASSWORD_FILE", OptionalPath, |c| c.etcd.password_file;
     "twilio.api_base", "CREDVAULT_TWILIO_API_BASE", Text, |c| c.twilio.api_base;
     "twilio.messaging_base", "CREDVAULT_TWILIO_MESSAGING_BASE", Text, |c| c.twilio.messaging_base;
     "twilio.connect_timeout_ms", "CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS", Millis, |c| c.twilio.connect_timeout;

@@ -44,6 +44,9 @@ fn available(what: &str) -> bool {
 /// One etcd process.
 pub struct Member {
     pub endpoint: String,
+    /// Where its plain-HTTP API (health, the v3 JSON gateway) answers: the client port, or with
+    /// TLS a metrics port of its own.
+    http_host: String,
     child: Option<Child>,
     args: Vec<String>,
     /// etcd's own log (beside its data dir), for a test that fails.
@@ -81,6 +84,7 @@ impl Member {
         .map(|s| s.to_string())
         .collect();
         Member {
+            http_host: format!("127.0.0.1:{client}"),
             endpoint: client_url,
             child: None,
             args,
@@ -125,7 +129,7 @@ impl Member {
     }
 
     fn host(&self) -> String {
-        self.endpoint.trim_start_matches("http://").to_owned()
+        self.http_host.clone()
     }
 
     /// One HTTP/1.0 request to the member's client port; the reply's body, if it answered.
@@ -186,12 +190,75 @@ impl Etcd {
     /// Starts a single-node etcd with its data in `dir`; `None` when there is no `etcd` binary
     /// (outside CI).
     pub fn start(dir: &Path) -> Option<Self> {
+        Self::start_with(dir, |_, _| {})
+    }
+
+    /// Starts a single-node etcd whose clients must speak TLS with a certificate signed by
+    /// `client_ca` (`--client-cert-auth`); its own certificate is `cert`/`key`. Health is read
+    /// from a plain-HTTP metrics port.
+    pub fn start_tls(dir: &Path, cert: &Path, key: &Path, client_ca: &Path) -> Option<Self> {
+        Self::start_with(dir, |member, client| {
+            let url = format!("https://127.0.0.1:{client}");
+            for arg in member.args.iter_mut() {
+                if arg.starts_with("http://127.0.0.1:") && arg.ends_with(&format!(":{client}")) {
+                    *arg = url.clone();
+                }
+            }
+            let metrics = free_port();
+            member.args.extend(
+                [
+                    "--cert-file",
+                    &cert.display().to_string(),
+                    "--key-file",
+                    &key.display().to_string(),
+                    "--trusted-ca-file",
+                    &client_ca.display().to_string(),
+                    "--client-cert-auth",
+                    "--listen-metrics-urls",
+                    &format!("http://127.0.0.1:{metrics}"),
+                ]
+                .map(String::from),
+            );
+            member.endpoint = url;
+            member.http_host = format!("127.0.0.1:{metrics}");
+        })
+    }
+
+    /// Starts a single-node etcd with auth enabled: user `root` (role root) with `password`,
+    /// and tokens that expire after `token_ttl_s` seconds unused (`--auth-token-ttl`).
+    pub fn start_with_auth(dir: &Path, password: &str, token_ttl_s: u32) -> Option<Self> {
+        let etcd = Self::start_with(dir, |member, _| {
+            member
+                .args
+                .extend(["--auth-token-ttl".to_owned(), token_ttl_s.to_string()]);
+        })?;
+        let m = &etcd.member;
+        for (path, body) in [
+            ("/v3/auth/role/add", r#"{"name":"root"}"#.to_owned()),
+            (
+                "/v3/auth/user/add",
+                format!(r#"{{"name":"root","password":"{password}"}}"#),
+            ),
+            (
+                "/v3/auth/user/grant",
+                r#"{"user":"root","role":"root"}"#.to_owned(),
+            ),
+            ("/v3/auth/enable", "{}".to_owned()),
+        ] {
+            let reply = m.http("POST", path, &body).expect("etcd answers");
+            assert!(reply.contains("header"), "{path}: {reply}");
+        }
+        Some(etcd)
+    }
+
+    fn start_with(dir: &Path, adjust: impl FnOnce(&mut Member, u16)) -> Option<Self> {
         if !available("the etcd store test") {
             return None;
         }
-        let peer = free_port();
+        let (client, peer) = (free_port(), free_port());
         let cluster = format!("test=http://127.0.0.1:{peer}");
-        let member = Member::new("test", dir, free_port(), peer, &cluster, "new");
+        let mut member = Member::new("test", dir, client, peer, &cluster, "new");
+        adjust(&mut member, client);
         let mut etcd = Etcd {
             endpoint: member.endpoint.clone(),
             member,

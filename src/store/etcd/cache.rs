@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use super::pb::etcdserverpb::{
     kv_client::KvClient, watch_client::WatchClient, watch_request, RangeRequest,
@@ -39,6 +38,7 @@ use super::pb::etcdserverpb::{
 };
 use super::pb::mvccpb::event::EventType;
 use super::prefix_end;
+use super::session::{Conn, Session};
 use crate::store::Stored;
 
 /// Unconfirmed checks the follower waits out before it reloads the copy.
@@ -101,12 +101,13 @@ impl Cache {
 }
 
 /// Keeps `cache` following the keys under `prefix`, forever (until aborted).
-pub(super) async fn follow(channel: Channel, prefix: Vec<u8>, cache: Arc<Cache>) {
-    let (kv, watch) = (KvClient::new(channel.clone()), WatchClient::new(channel));
+pub(super) async fn follow(conn: Conn, session: Session, prefix: Vec<u8>, cache: Arc<Cache>) {
+    let (kv, watch) = (KvClient::new(conn.clone()), WatchClient::new(conn));
     let mut backoff = FIRST_BACKOFF;
     let mut logged = false;
     loop {
-        let (reason, loaded) = follow_once(kv.clone(), watch.clone(), &prefix, &cache).await;
+        let (reason, loaded) =
+            follow_once(kv.clone(), watch.clone(), &session, &prefix, &cache).await;
         cache.stale();
         // A follower that had loaded and broke starts again quickly (and says why); one that
         // cannot load backs off, quietly after the first time.
@@ -126,8 +127,9 @@ pub(super) async fn follow(channel: Channel, prefix: Vec<u8>, cache: Arc<Cache>)
 /// Loads the copy and follows the watch until something breaks; returns why, and whether the
 /// copy had been loaded.
 async fn follow_once(
-    mut kv: KvClient<Channel>,
-    watch: WatchClient<Channel>,
+    mut kv: KvClient<Conn>,
+    watch: WatchClient<Conn>,
+    session: &Session,
     prefix: &[u8],
     cache: &Cache,
 ) -> (String, bool) {
@@ -137,14 +139,18 @@ async fn follow_once(
             watch_from(kv, watch, prefix, &end, revision, cache).await,
             true,
         ),
-        Err(status) => (format!("loading the prefix: {}", status.message()), false),
+        Err(status) => {
+            // A refused token (after etcd restarted, say) is renewed before the next load.
+            session.saw(&status);
+            (format!("loading the prefix: {}", status.message()), false)
+        }
     }
 }
 
 /// Follows the watch from `revision + 1`, confirming the copy, until something breaks; why.
 async fn watch_from(
-    mut kv: KvClient<Channel>,
-    mut watch: WatchClient<Channel>,
+    mut kv: KvClient<Conn>,
+    mut watch: WatchClient<Conn>,
     prefix: &[u8],
     end: &[u8],
     revision: i64,
@@ -218,7 +224,7 @@ async fn watch_from(
 
 /// Replaces the copy with the prefix as of one revision, which it returns.
 async fn load(
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<Conn>,
     prefix: &[u8],
     end: &[u8],
     cache: &Cache,
@@ -310,7 +316,7 @@ enum Check {
 /// `thorough`: the last check could not tell, so look at the keys' revisions, not only at
 /// etcd's revision (which also moves for keys outside the prefix).
 async fn check(
-    kv: &mut KvClient<Channel>,
+    kv: &mut KvClient<Conn>,
     prefix: &[u8],
     end: &[u8],
     cache: &Cache,

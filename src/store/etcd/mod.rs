@@ -20,6 +20,7 @@
 mod cache;
 mod probe;
 mod retry;
+mod session;
 
 /// etcd's v3 API as generated from `proto/etcd/` (clients only). Public for the benchmark's
 /// etcd baseline, which measures etcd through this same client.
@@ -42,15 +43,17 @@ use pb::etcdserverpb::{
     RangeRequest, RequestOp, TxnRequest, TxnResponse,
 };
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
 
 use self::cache::Cache;
 use self::retry::retrying;
+use self::session::{Conn, Session};
 use super::{Entry, Health, Store, StoreError, Stored};
 use crate::config::{EtcdConfig, EtcdRead};
 
 pub struct EtcdStore {
-    kv: KvClient<Channel>,
+    kv: KvClient<Conn>,
+    /// The login's token (if etcd's auth is on), renewed when etcd refuses it.
+    session: Session,
     prefix: Vec<u8>,
     /// How long one store call may keep retrying (`etcd.request_timeout_ms`), at most.
     budget: Duration,
@@ -74,32 +77,33 @@ impl EtcdStore {
     /// `config.prefix`. One call retries for `config.request_timeout` at most (less within an RPC
     /// with a sooner deadline).
     pub async fn connect(config: &EtcdConfig) -> Result<Self, StoreError> {
-        let endpoints = config
-            .endpoints
-            .iter()
-            .map(|e| {
-                Endpoint::from_shared(e.clone())
-                    .map(|ep| ep.connect_timeout(config.dial_timeout))
-                    .map_err(|err| StoreError::Backend(format!("etcd endpoint {e}: {err}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if endpoints.is_empty() {
-            return Err(StoreError::Backend("no etcd endpoint given".into()));
-        }
+        let (channel, session, renewer) = session::open(config).await?;
         let prefix = config.prefix.as_bytes().to_vec();
-        let channel = Channel::balance_list(endpoints.into_iter());
-        let kv = KvClient::new(channel.clone());
+        let conn = session.wrap(channel);
+        let kv = KvClient::new(conn.clone());
         let health = watch::channel(Health::Serving).0;
-        let probe = tokio::spawn(probe::probe(kv.clone(), prefix.clone(), health.clone()));
-        let mut tasks = vec![probe.abort_handle()];
+        let probe = tokio::spawn(probe::probe(
+            kv.clone(),
+            session.clone(),
+            prefix.clone(),
+            health.clone(),
+        ));
+        let mut tasks: Vec<_> = renewer.into_iter().collect();
+        tasks.push(probe.abort_handle());
         let cache = (config.read == EtcdRead::Cached).then(|| {
             let cache = Cache::new(config.cache_staleness);
-            let follower = tokio::spawn(cache::follow(channel, prefix.clone(), cache.clone()));
+            let follower = tokio::spawn(cache::follow(
+                conn.clone(),
+                session.clone(),
+                prefix.clone(),
+                cache.clone(),
+            ));
             tasks.push(follower.abort_handle());
             cache
         });
         Ok(Self {
             kv,
+            session,
             prefix,
             budget: config.request_timeout,
             health,
@@ -117,7 +121,11 @@ impl EtcdStore {
     async fn txn(&self, txn: TxnRequest) -> Result<(TxnResponse, u32), StoreError> {
         retrying(self.budget, |n| {
             let (mut kv, txn) = (self.kv.clone(), txn.clone());
-            async move { Ok((kv.txn(txn).await?.into_inner(), n + 1)) }
+            let session = self.session.clone();
+            async move {
+                let reply = kv.txn(txn).await.inspect_err(|s| session.saw(s))?;
+                Ok((reply.into_inner(), n + 1))
+            }
         })
         .await
     }
@@ -215,12 +223,14 @@ impl Store for EtcdStore {
         let key = self.full(key);
         let reply = retrying(self.budget, |_| {
             let (mut kv, key) = (self.kv.clone(), key.clone());
+            let session = self.session.clone();
             async move {
                 kv.range(RangeRequest {
                     key,
                     ..Default::default()
                 })
                 .await
+                .inspect_err(|s| session.saw(s))
             }
         })
         .await?;
@@ -303,7 +313,8 @@ impl Store for EtcdStore {
         };
         let reply = retrying(self.budget, |_| {
             let (mut kv, request) = (self.kv.clone(), request.clone());
-            async move { kv.range(request).await }
+            let session = self.session.clone();
+            async move { kv.range(request).await.inspect_err(|s| session.saw(s)) }
         })
         .await?;
         let cut = self.prefix.len();

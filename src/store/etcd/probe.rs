@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tonic::transport::Channel;
-
 use super::pb::etcdserverpb::{kv_client::KvClient, RangeRequest};
+use super::session::{Conn, Session};
 use crate::store::Health;
+use tokio::sync::watch;
 
 /// How often the store asks etcd whether it is there.
 pub(super) const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -15,7 +14,8 @@ pub(super) const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// Asks etcd, forever, whether it answers a linearizable read (which needs a leader and a
 /// quorum); health follows.
 pub(super) async fn probe(
-    mut kv: KvClient<Channel>,
+    mut kv: KvClient<Conn>,
+    session: Session,
     prefix: Vec<u8>,
     health: watch::Sender<Health>,
 ) {
@@ -31,6 +31,7 @@ pub(super) async fn probe(
         let now = match tokio::time::timeout(PROBE_EVERY * 4, asked).await {
             Ok(Ok(_)) => Health::Serving,
             Ok(Err(status)) => {
+                session.saw(&status);
                 Health::Unavailable(format!("{}: {}", status.code(), status.message()))
             }
             Err(_) => Health::Unavailable("no answer within 2 s".into()),

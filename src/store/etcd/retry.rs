@@ -62,12 +62,16 @@ where
 
 /// Failures that a later attempt, perhaps on another member, can get past: etcd's own
 /// "try again" answers, and a connection that broke (tonic reports a reset mid-call as UNKNOWN
-/// with the transport error as its source).
+/// with the transport error as its source), and a login token etcd no longer knows.
 fn retryable(status: &Status) -> bool {
     let broken = || {
         std::error::Error::source(status)
             .is_some_and(|e| e.downcast_ref::<tonic::transport::Error>().is_some())
     };
+    if super::session::is_invalid_token(status) {
+        // The session renews it (`Session::saw`); the next attempt carries the new one.
+        return true;
+    }
     match status.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => true,
         Code::Unknown => broken(),
