@@ -138,7 +138,7 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
 
 /// Opens the configured store: sled in the (prepared) data dir, or etcd. Also whether the store
 /// completed a first start (sled: the data dir's marker; etcd: not tracked yet, so an emptied
-/// prefix comes up as a new vault).
+/// prefix comes up as a new vault). etcd is waited for, however long it takes to answer.
 async fn open_store(config: &Config) -> Result<(Arc<dyn store::Store>, bool), ServeError> {
     match config.backend {
         config::Backend::Sled => {
@@ -164,13 +164,13 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn store::Store>, bool), Se
         }
         config::Backend::Etcd => {
             let etcd = &config.etcd;
-            let store =
-                store::EtcdStore::connect(etcd)
-                    .await
-                    .map_err(|source| ServeError::Etcd {
-                        endpoints: etcd.endpoints.join(","),
-                        source,
-                    })?;
+            let fail = |source| ServeError::Etcd {
+                endpoints: etcd.endpoints.join(","),
+                source,
+            };
+            let store = store::EtcdStore::connect(etcd).await.map_err(fail)?;
+            // A server started before its etcd waits for it rather than exit.
+            store.wait_until_reachable().await.map_err(fail)?;
             Ok((Arc::new(store), false))
         }
     }

@@ -1,5 +1,6 @@
 //! A server on etcd while etcd goes away: health turns NOT_SERVING, RPCs answer UNAVAILABLE with
-//! a message that says so, and once etcd is back the same server serves again by itself.
+//! a message that says so, and once etcd is back the same server serves again by itself. A
+//! server started before its etcd waits for it.
 
 mod common;
 #[path = "common/etcd.rs"]
@@ -74,5 +75,34 @@ async fn while_etcd_is_gone_rpcs_are_unavailable_and_the_server_recovers_by_itse
     c.add(add_request("acme", "after", token_credential()))
         .await
         .unwrap();
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_before_etcd_waits_for_it_then_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut etcd) = etcd::Etcd::prepare(&dir.path().join("etcd")) else {
+        return;
+    };
+    let mut config = config(dir.path());
+    config.backend = credvault::config::Backend::Etcd;
+    config.etcd.endpoints = vec![etcd.endpoint.clone()];
+    config.etcd.dial_timeout = Duration::from_millis(500);
+    config.etcd.request_timeout = Duration::from_secs(1);
+    let server = TestServer::start(config).await;
+    // Longer than one wait round (2 s) and than a request's timeout: still waiting, not gone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!server.finished(), "the server gave up on etcd");
+    etcd.restart();
+    let mut c = server.client().await;
+    c.add(add_request("acme", "late", token_credential()))
+        .await
+        .unwrap();
+    let reply = c
+        .resolve(resolve_request("acme", "late"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.password, AUTH_TOKEN);
     server.stop().await.unwrap();
 }

@@ -251,7 +251,18 @@ impl Etcd {
         Some(etcd)
     }
 
+    /// A single-node etcd with its ports chosen but not started yet (`restart` starts it).
+    pub fn prepare(dir: &Path) -> Option<Self> {
+        Self::build(dir, |_, _| {})
+    }
+
     fn start_with(dir: &Path, adjust: impl FnOnce(&mut Member, u16)) -> Option<Self> {
+        let mut etcd = Self::build(dir, adjust)?;
+        etcd.restart();
+        Some(etcd)
+    }
+
+    fn build(dir: &Path, adjust: impl FnOnce(&mut Member, u16)) -> Option<Self> {
         if !available("the etcd store test") {
             return None;
         }
@@ -259,12 +270,10 @@ impl Etcd {
         let cluster = format!("test=http://127.0.0.1:{peer}");
         let mut member = Member::new("test", dir, client, peer, &cluster, "new");
         adjust(&mut member, client);
-        let mut etcd = Etcd {
+        Some(Etcd {
             endpoint: member.endpoint.clone(),
             member,
-        };
-        etcd.restart();
-        Some(etcd)
+        })
     }
 
     /// SIGKILL: etcd is gone (its data stays).

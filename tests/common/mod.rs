@@ -101,6 +101,11 @@ impl TestServer {
         client_for(self.channel().await)
     }
 
+    /// Whether `serve` has returned (an error at start, say).
+    pub fn finished(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
     /// Graceful shutdown; returns what `serve` returned.
     pub async fn stop(mut self) -> Result<(), ServeError> {
         let _ = self.shutdown.take().unwrap().send(());

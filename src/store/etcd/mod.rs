@@ -50,6 +50,9 @@ use self::session::{Conn, Session};
 use super::{Entry, Health, Store, StoreError, Stored};
 use crate::config::{EtcdConfig, EtcdRead};
 
+/// How long one round of `wait_until_reachable` retries before it says it is still waiting.
+const WAIT_ROUND: Duration = Duration::from_secs(2);
+
 pub struct EtcdStore {
     kv: KvClient<Conn>,
     /// The login's token (if etcd's auth is on), renewed when etcd refuses it.
@@ -110,6 +113,45 @@ impl EtcdStore {
             cache,
             tasks,
         })
+    }
+
+    /// Waits until etcd answers a linearizable read, however long that takes (a server started
+    /// before its etcd waits for it, saying so every 5 s). A refusal (a permission, a login) is
+    /// an error at once.
+    pub async fn wait_until_reachable(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut said: Option<std::time::Instant> = None;
+        loop {
+            let asked = retrying(WAIT_ROUND, |_| {
+                let (mut kv, session) = (self.kv.clone(), self.session.clone());
+                let request = RangeRequest {
+                    key: self.prefix.clone(),
+                    count_only: true,
+                    ..Default::default()
+                };
+                async move { kv.range(request).await.inspect_err(|s| session.saw(s)) }
+            })
+            .await;
+            match asked {
+                Ok(_) => {
+                    if said.is_some() {
+                        tracing::info!(
+                            waited_ms = started.elapsed().as_millis() as u64,
+                            "etcd answers"
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::Unavailable(reason)) => {
+                    if said.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                        tracing::warn!(%reason, "waiting for etcd to answer before serving");
+                        said = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn full(&self, key: &[u8]) -> Vec<u8> {
