@@ -264,3 +264,64 @@ fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(haystack, needle).is_some()
 }
+
+/// A data key rotated on one instance is used by the other at once: records sealed under it
+/// open there (the keyring is re-read from etcd), and the other's next rotation builds on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotated_on_one_instance_serves_on_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cluster) = etcd::Cluster::start(&dir.path().join("etcd"), 1) else {
+        return;
+    };
+    let (a, b) = two_instances(dir.path(), &cluster).await;
+    let (mut on_a, mut on_b) = (a.client().await, b.client().await);
+    let (mut admin_a, mut admin_b) = (
+        admin(a.channel().await, TEST_TOKEN),
+        admin(b.channel().await, TEST_TOKEN),
+    );
+    on_a.add(add_request("acme", "old", token_credential()))
+        .await
+        .unwrap();
+
+    let rotated = admin_a
+        .rotate_data_key(pb::RotateDataKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rotated.active.unwrap().id, 2);
+    on_a.add(add_request("acme", "new", api_key_credential()))
+        .await
+        .unwrap();
+    let got = on_b
+        .resolve(resolve_request("acme", "new"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.password, API_KEY_SECRET);
+
+    let rotated = admin_b
+        .rotate_data_key(pb::RotateDataKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        rotated.active.unwrap().id,
+        3,
+        "B's rotation did not build on A's"
+    );
+    on_b.add(add_request("acme", "newer", token_credential()))
+        .await
+        .unwrap();
+    for label in ["old", "new", "newer"] {
+        on_a.resolve(resolve_request("acme", label))
+            .await
+            .unwrap_or_else(|e| panic!("{label} on A: {e:?}"));
+    }
+    let (status_a, status_b) = (
+        key_status(&mut admin_a).await,
+        key_status(&mut admin_b).await,
+    );
+    assert_eq!(records_on(&status_a, 3), 1);
+    assert_eq!((status_a.active_key_id, status_b.active_key_id), (3, 3));
+    assert_eq!(status_a.keyring_version, status_b.keyring_version);
+}
