@@ -12,6 +12,8 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const MARKER: &str = "credvault.initialized";
+/// The etcd prefixes this data dir's instance completed a first start on, one per line.
+const ETCD_MARKER: &str = "credvault.etcd-initialized";
 
 #[derive(Debug, thiserror::Error)]
 #[error("data dir {path}: {source}")]
@@ -109,6 +111,39 @@ pub fn is_initialized(dir: &Path) -> bool {
     dir.join(MARKER).exists()
 }
 
+/// Whether an instance with this data dir completed a first start on etcd under `prefix`: the
+/// keyring must be there, and a prefix without one was emptied (or the endpoints are another
+/// cluster's).
+pub fn served_etcd(dir: &Path, prefix: &str) -> bool {
+    fs::read_to_string(dir.join(ETCD_MARKER)).is_ok_and(|t| t.lines().any(|l| l == prefix))
+}
+
+/// The marker that `served_etcd` reads: `<data dir>/credvault.etcd-initialized`.
+pub fn etcd_marker(dir: &Path) -> PathBuf {
+    dir.join(ETCD_MARKER)
+}
+
+/// Records, durably, that this instance completed a first start on etcd under `prefix`.
+pub fn mark_served_etcd(dir: &Path, prefix: &str) -> Result<(), DataDirError> {
+    let err = DataDirError::at(dir);
+    if served_etcd(dir, prefix) {
+        return Ok(());
+    }
+    let path = etcd_marker(dir);
+    let mut text = fs::read_to_string(&path).unwrap_or_else(|_| {
+        "# credvault: the etcd prefixes this instance completed a first start on. Do not edit.\n"
+            .into()
+    });
+    text.push_str(prefix);
+    text.push('\n');
+    let tmp = dir.join(format!("{ETCD_MARKER}.tmp"));
+    fs::write(&tmp, text).map_err(err)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(err)?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(err)?;
+    fs::rename(&tmp, &path).map_err(err)?;
+    sync_dir(dir).map_err(err)
+}
+
 /// Records that the first start completed (the keyring is durable), durably.
 pub fn mark_initialized(dir: &Path) -> Result<(), DataDirError> {
     let err = DataDirError::at(dir);
@@ -169,5 +204,19 @@ mod tests {
         mark_initialized(root.path()).unwrap();
         assert!(is_initialized(root.path()));
         assert_eq!(mode(&root.path().join(MARKER)), 0o600);
+    }
+
+    #[test]
+    fn the_etcd_marker_remembers_each_prefix() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path();
+        assert!(!served_etcd(dir, "/credvault/"));
+        mark_served_etcd(dir, "/credvault/").unwrap();
+        mark_served_etcd(dir, "/other/").unwrap();
+        mark_served_etcd(dir, "/credvault/").unwrap();
+        assert!(served_etcd(dir, "/credvault/") && served_etcd(dir, "/other/"));
+        assert!(!served_etcd(dir, "/credvault"));
+        assert!(!is_initialized(dir), "the etcd marker is not sled's");
+        assert_eq!(mode(&etcd_marker(dir)), 0o600);
     }
 }

@@ -71,6 +71,8 @@ pub enum ServeError {
         endpoints: String,
         source: StoreError,
     },
+    #[error("etcd prefix {prefix} holds no keyring, although this instance completed a first start on it ({}): the prefix was emptied, or the endpoints are another cluster's. Restore a backup into it (`credvault restore`); to start a new, empty vault there instead, remove that file", marker.display())]
+    EtcdEmptied { prefix: String, marker: PathBuf },
     #[error(transparent)]
     Open(#[from] OpenError),
     #[error("cannot build server reflection: {0}")]
@@ -120,25 +122,36 @@ pub async fn open_vault(config: &Config) -> Result<Arc<Vault>, ServeError> {
         .map_err(|e| ServeError::OpenPanicked(e.to_string()))??
     };
     let (store, initialized) = open_store(&config).await?;
+    let etcd = (config.backend == config::Backend::Etcd).then(|| config.etcd.prefix.clone());
     let vault = Vault::open_with(store, key, policy, initialized)
         .await
-        .map_err(|e| match e {
-            OpenError::WrongKey(_) | OpenError::OtherRootKey { .. } => ServeError::WrongRootKey {
-                path: key_path,
-                source: e,
+        .map_err(|e| match (e, &etcd) {
+            (e @ (OpenError::WrongKey(_) | OpenError::OtherRootKey { .. }), _) => {
+                ServeError::WrongRootKey {
+                    path: key_path,
+                    source: e,
+                }
+            }
+            (OpenError::KeyringMissing, Some(prefix)) => ServeError::EtcdEmptied {
+                prefix: prefix.clone(),
+                marker: data_dir::etcd_marker(&dir),
             },
-            e => e.into(),
+            (e, _) => e.into(),
         })?;
     // Only now is the keyring durable: from here on a missing keyring means damage.
-    tokio::task::spawn_blocking(move || data_dir::mark_initialized(&dir))
-        .await
-        .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
+    tokio::task::spawn_blocking(move || match etcd {
+        Some(prefix) => data_dir::mark_served_etcd(&dir, &prefix),
+        None => data_dir::mark_initialized(&dir),
+    })
+    .await
+    .map_err(|e| ServeError::OpenPanicked(e.to_string()))??;
     Ok(Arc::new(vault))
 }
 
 /// Opens the configured store: sled in the (prepared) data dir, or etcd. Also whether the store
-/// completed a first start (sled: the data dir's marker; etcd: not tracked yet, so an emptied
-/// prefix comes up as a new vault). etcd is waited for, however long it takes to answer.
+/// completed a first start, so its keyring must be there: the data dir's marker for sled, and for
+/// etcd the data dir's record of the prefixes this instance served. etcd is waited for, however
+/// long it takes to answer.
 async fn open_store(config: &Config) -> Result<(Arc<dyn store::Store>, bool), ServeError> {
     match config.backend {
         config::Backend::Sled => {
@@ -171,7 +184,8 @@ async fn open_store(config: &Config) -> Result<(Arc<dyn store::Store>, bool), Se
             let store = store::EtcdStore::connect(etcd).await.map_err(fail)?;
             // A server started before its etcd waits for it rather than exit.
             store.wait_until_reachable().await.map_err(fail)?;
-            Ok((Arc::new(store), false))
+            let served = data_dir::served_etcd(&config.data_dir, &etcd.prefix);
+            Ok((Arc::new(store), served))
         }
     }
 }
