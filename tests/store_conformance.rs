@@ -109,6 +109,27 @@ async fn conformance(store: Arc<dyn Store>) {
         store.scan(b"w/", None, 10_000).await.unwrap().len(),
         64 * 20
     );
+
+    // 256 concurrent reads of different keys (etcd batches them into shared Txns): each gets
+    // its own key's answer, missing keys included.
+    for n in 0..128u32 {
+        let key = format!("r/{n}");
+        assert!(store
+            .put_if_absent(key.as_bytes(), n.to_be_bytes().to_vec())
+            .await
+            .unwrap());
+    }
+    let reads = futures_join((0..256u32).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let got = store.get(format!("r/{n}").as_bytes()).await.unwrap();
+            (n, got.map(|s| s.to_vec()))
+        })
+    }))
+    .await;
+    for (n, got) in reads {
+        assert_eq!(got, (n < 128).then(|| n.to_be_bytes().to_vec()), "r/{n}");
+    }
     store.flush().await.unwrap();
 }
 

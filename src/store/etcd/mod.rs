@@ -17,6 +17,7 @@
 //! With `etcd.read = "cached"`, Resolve (`get_recent`) reads a watch-fed copy (`cache`) while it
 //! is confirmed fresh; every other read stays linearizable.
 
+mod batch;
 mod cache;
 mod probe;
 mod retry;
@@ -44,6 +45,7 @@ use pb::etcdserverpb::{
 };
 use tokio::sync::watch;
 
+use self::batch::Reads;
 use self::cache::Cache;
 use self::retry::retrying;
 use self::session::{Conn, Session};
@@ -57,6 +59,8 @@ pub struct EtcdStore {
     kv: KvClient<Conn>,
     /// The login's token (if etcd's auth is on), renewed when etcd refuses it.
     session: Session,
+    /// Point reads, batched into read-only Txns.
+    reads: Reads,
     prefix: Vec<u8>,
     /// How long one store call may keep retrying (`etcd.request_timeout_ms`), at most.
     budget: Duration,
@@ -105,6 +109,7 @@ impl EtcdStore {
             cache
         });
         Ok(Self {
+            reads: Reads::start(kv.clone(), session.clone(), config.request_timeout),
             kv,
             session,
             prefix,
@@ -262,22 +267,7 @@ fn compare(key: Vec<u8>, target: compare::CompareTarget, value: compare::TargetU
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {
-        let key = self.full(key);
-        let reply = retrying(self.budget, |_| {
-            let (mut kv, key) = (self.kv.clone(), key.clone());
-            let session = self.session.clone();
-            async move {
-                kv.range(RangeRequest {
-                    key,
-                    ..Default::default()
-                })
-                .await
-                .inspect_err(|s| session.saw(s))
-            }
-        })
-        .await?;
-        let kv = reply.into_inner().kvs.into_iter().next();
-        Ok(kv.map(|kv| Stored::new(kv.value, kv.mod_revision)))
+        self.reads.get(self.full(key)).await
     }
 
     async fn get_recent(&self, key: &[u8]) -> Result<Option<Stored>, StoreError> {

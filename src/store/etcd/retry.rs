@@ -31,10 +31,7 @@ where
     Fut: Future<Output = Result<T, Status>>,
 {
     let started = Instant::now();
-    let mut end = started + budget;
-    if let Some(rpc) = crate::deadline::current() {
-        end = end.min(rpc.checked_sub(ANSWER_MARGIN).unwrap_or(rpc));
-    }
+    let end = deadline_within(budget);
     let mut backoff = FIRST_BACKOFF;
     let mut n = 0;
     loop {
@@ -57,6 +54,16 @@ where
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// When a call that starts now must have ended: the current RPC's deadline less a margin to
+/// answer in, or `budget` from now, whichever comes first.
+pub(super) fn deadline_within(budget: Duration) -> Instant {
+    let end = Instant::now() + budget;
+    match crate::deadline::current() {
+        Some(rpc) => end.min(rpc.checked_sub(ANSWER_MARGIN).unwrap_or(rpc)),
+        None => end,
     }
 }
 

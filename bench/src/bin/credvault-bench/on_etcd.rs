@@ -99,6 +99,13 @@ pub async fn run(
         ),
         etcd.create_txn_job(conns, 64, limits, value_size, "etcd create txn c=64")
             .await?,
+        jobs::add(
+            &buffered_chans,
+            64,
+            limits,
+            &format!("on-etcd-buffered-p{}", std::process::id()),
+            "add on etcd c=64, audit buffered",
+        ),
     ];
     rows.extend(jobs::interleave(writes, rounds).await);
 
@@ -130,6 +137,12 @@ pub async fn run(
         "add on etcd c=64",
         "etcd create txn c=64",
         Some(0.9),
+    );
+    ratio(
+        "Add on etcd, audit buffered / etcd create Txn (c=64)",
+        "add on etcd c=64, audit buffered",
+        "etcd create txn c=64",
+        None,
     );
     ratio(
         &format!("Resolve on etcd / health on the same server (c={conc})"),
