@@ -22,7 +22,7 @@ use crate::store::{StoreError, Stored};
 /// Keys per Txn at most (etcd's `--max-txn-ops` is 128 by default).
 const MAX_BATCH: usize = 64;
 /// Batches in flight at once; while they all are, new reads queue up and form the next one.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 2;
 /// Reads waiting for a batch at most; past it, `get` waits for room (back-pressure).
 const QUEUE: usize = 4096;
 
