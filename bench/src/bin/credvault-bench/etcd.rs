@@ -197,16 +197,14 @@ impl Etcd {
         name: &str,
     ) -> Result<Job, String> {
         let clients = self.clients(conns).await?;
-        let seq = Arc::new(AtomicU64::new(0));
-        let tag = name.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let next_key = fresh_keys("put", name);
         Ok(Job::new(
             name,
             clients,
             conc,
             limits,
             move |kv: &mut Kv, _| {
-                let k = format!("put/{tag}/{:08}", seq.fetch_add(1, Ordering::Relaxed));
-                let request = put(k.into_bytes(), vec![b'x'; value_size]);
+                let request = put(next_key(), vec![b'x'; value_size]);
                 Box::pin(async move {
                     kv.put(request).await.map_err(|e| e.to_string())?;
                     Ok(())
@@ -225,16 +223,14 @@ impl Etcd {
         name: &str,
     ) -> Result<Job, String> {
         let clients = self.clients(conns).await?;
-        let seq = Arc::new(AtomicU64::new(0));
-        let tag = name.replace(|c: char| !c.is_ascii_alphanumeric(), "-");
+        let next_key = fresh_keys("txn", name);
         Ok(Job::new(
             name,
             clients,
             conc,
             limits,
             move |kv: &mut Kv, _| {
-                let k =
-                    format!("txn/{tag}/{:08}", seq.fetch_add(1, Ordering::Relaxed)).into_bytes();
+                let k = next_key();
                 let request = TxnRequest {
                     compare: vec![Compare {
                         result: compare::CompareResult::Equal as i32,
@@ -262,4 +258,15 @@ impl Etcd {
             },
         ))
     }
+}
+
+/// Keys never used before, `{kind}/{name}/{n}`, for a job that writes a fresh key each time.
+/// Clones (one per caller) share the sequence.
+fn fresh_keys(kind: &str, name: &str) -> impl Fn() -> Vec<u8> + Clone + Send + Sync + 'static {
+    let seq = Arc::new(AtomicU64::new(0));
+    let prefix = format!(
+        "{kind}/{}/",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    );
+    move || format!("{prefix}{:08}", seq.fetch_add(1, Ordering::Relaxed)).into_bytes()
 }
