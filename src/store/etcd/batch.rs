@@ -50,19 +50,23 @@ impl Reads {
 
     /// The value under the full key `key`, read linearizably, within the caller's deadline.
     pub(super) async fn get(&self, key: Vec<u8>) -> Answer {
+        let started = Instant::now();
         let end = deadline_within(self.budget);
         let (answer, answered) = oneshot::channel();
         let pending = Pending { key, end, answer };
-        self.queue
-            .send(pending)
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let left = end.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, answered).await {
-            Ok(answer) => answer.map_err(|_| StoreError::Closed)?,
+        // Queueing (when QUEUE reads already wait) counts against the deadline too.
+        let asked = async {
+            self.queue
+                .send(pending)
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answered.await.map_err(|_| StoreError::Closed)?
+        };
+        match tokio::time::timeout_at(end.into(), asked).await {
+            Ok(answer) => answer,
             Err(_) => Err(StoreError::Unavailable(format!(
                 "etcd did not answer a read within {} ms",
-                left.as_millis()
+                started.elapsed().as_millis()
             ))),
         }
     }
