@@ -116,9 +116,9 @@ async fn answer(kv: KvClient<Conn>, session: Session, reads: Vec<Pending>) {
             .collect(),
         ..Default::default()
     };
-    let reply = retrying(budget, |_| {
-        let (mut kv, txn, session) = (kv.clone(), txn.clone(), session.clone());
-        async move { kv.txn(txn).await.inspect_err(|s| session.saw(s)) }
+    let reply = retrying(budget, &session, |_| {
+        let (mut kv, txn) = (kv.clone(), txn.clone());
+        async move { kv.txn(txn).await }
     })
     .await
     .map(tonic::Response::into_inner);

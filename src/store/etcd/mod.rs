@@ -127,14 +127,10 @@ impl EtcdStore {
         let started = std::time::Instant::now();
         let mut said: Option<std::time::Instant> = None;
         loop {
-            let asked = retrying(WAIT_ROUND, |_| {
-                let (mut kv, session) = (self.kv.clone(), self.session.clone());
-                let request = RangeRequest {
-                    key: self.prefix.clone(),
-                    count_only: true,
-                    ..Default::default()
-                };
-                async move { kv.range(request).await.inspect_err(|s| session.saw(s)) }
+            let asked = retrying(WAIT_ROUND, &self.session, |_| {
+                let mut kv = self.kv.clone();
+                let request = probe::request(&self.prefix);
+                async move { kv.range(request).await }
             })
             .await;
             match asked {
@@ -166,13 +162,9 @@ impl EtcdStore {
     /// Runs `txn`, retried; also how many attempts it took (more than one: an earlier attempt's
     /// answer was lost, and it may have been applied).
     async fn txn(&self, txn: TxnRequest) -> Result<(TxnResponse, u32), StoreError> {
-        retrying(self.budget, |n| {
+        retrying(self.budget, &self.session, |n| {
             let (mut kv, txn) = (self.kv.clone(), txn.clone());
-            let session = self.session.clone();
-            async move {
-                let reply = kv.txn(txn).await.inspect_err(|s| session.saw(s))?;
-                Ok((reply.into_inner(), n + 1))
-            }
+            async move { Ok((kv.txn(txn).await?.into_inner(), n + 1)) }
         })
         .await
     }
@@ -343,10 +335,9 @@ impl Store for EtcdStore {
             sort_target: pb::etcdserverpb::range_request::SortTarget::Key as i32,
             ..Default::default()
         };
-        let reply = retrying(self.budget, |_| {
+        let reply = retrying(self.budget, &self.session, |_| {
             let (mut kv, request) = (self.kv.clone(), request.clone());
-            let session = self.session.clone();
-            async move { kv.range(request).await.inspect_err(|s| session.saw(s)) }
+            async move { kv.range(request).await }
         })
         .await?;
         let cut = self.prefix.len();

@@ -8,6 +8,16 @@ use super::session::{Conn, Session};
 use crate::store::Health;
 use tokio::sync::watch;
 
+/// The question: a linearizable count of the prefix key (it needs a leader and a quorum, and
+/// reads nothing).
+pub(super) fn request(prefix: &[u8]) -> RangeRequest {
+    RangeRequest {
+        key: prefix.to_vec(),
+        count_only: true,
+        ..Default::default()
+    }
+}
+
 /// How often the store asks etcd whether it is there.
 pub(super) const PROBE_EVERY: Duration = Duration::from_millis(500);
 
@@ -23,11 +33,7 @@ pub(super) async fn probe(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let asked = kv.range(RangeRequest {
-            key: prefix.clone(),
-            count_only: true,
-            ..Default::default()
-        });
+        let asked = kv.range(request(&prefix));
         let now = match tokio::time::timeout(PROBE_EVERY * 4, asked).await {
             Ok(Ok(_)) => Health::Serving,
             Ok(Err(status)) => {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tonic::{Code, Status};
 
+use super::session::Session;
 use crate::store::StoreError;
 
 /// Time kept back from the caller's deadline to send the answer in.
@@ -24,8 +25,13 @@ const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Runs `attempt(n)` (n = 0, 1, ...) until it answers, fails for good, or the time is up: the
 /// current RPC's deadline less a margin, or `budget` from now, whichever comes first. Out of
-/// time, the error is `StoreError::Unavailable` naming the last failure.
-pub(super) async fn retrying<T, F, Fut>(budget: Duration, mut attempt: F) -> Result<T, StoreError>
+/// time, the error is `StoreError::Unavailable` naming the last failure. Every failure is shown
+/// to `session` (a refused login token is renewed before the next attempt).
+pub(super) async fn retrying<T, F, Fut>(
+    budget: Duration,
+    session: &Session,
+    mut attempt: F,
+) -> Result<T, StoreError>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, Status>>,
@@ -40,8 +46,13 @@ where
             .min(ATTEMPT_TIMEOUT);
         let last = match tokio::time::timeout(left, attempt(n)).await {
             Ok(Ok(answer)) => return Ok(answer),
-            Ok(Err(status)) if retryable(&status) => describe(&status),
-            Ok(Err(status)) => return Err(StoreError::Backend(describe(&status))),
+            Ok(Err(status)) => {
+                session.saw(&status);
+                if !retryable(&status) {
+                    return Err(StoreError::Backend(describe(&status)));
+                }
+                describe(&status)
+            }
             Err(_) => format!("no answer within {} ms", left.as_millis()),
         };
         n += 1;
@@ -98,7 +109,7 @@ mod tests {
     #[tokio::test]
     async fn a_passing_failure_is_retried_and_a_lasting_one_ends_unavailable() {
         let calls = AtomicU32::new(0);
-        let answer = retrying(Duration::from_secs(5), |n| {
+        let answer = retrying(Duration::from_secs(5), &Session::new(None), |n| {
             calls.fetch_add(1, Ordering::Relaxed);
             async move {
                 if n < 2 {
@@ -113,7 +124,7 @@ mod tests {
         assert_eq!((answer, calls.load(Ordering::Relaxed)), (2, 3));
 
         let started = Instant::now();
-        let err = retrying(Duration::from_millis(300), |_| async {
+        let err = retrying(Duration::from_millis(300), &Session::new(None), |_| async {
             Err::<(), _>(Status::unavailable("etcdserver: no leader"))
         })
         .await
@@ -128,7 +139,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_not_retried() {
         let calls = AtomicU32::new(0);
-        let err = retrying(Duration::from_secs(5), |_| {
+        let err = retrying(Duration::from_secs(5), &Session::new(None), |_| {
             calls.fetch_add(1, Ordering::Relaxed);
             async { Err::<(), _>(Status::permission_denied("etcdserver: permission denied")) }
         })
@@ -144,7 +155,7 @@ mod tests {
         let rpc_end = started + Duration::from_millis(400);
         let err = crate::deadline::within(
             rpc_end,
-            retrying(Duration::from_secs(30), |_| async {
+            retrying(Duration::from_secs(30), &Session::new(None), |_| async {
                 Err::<(), _>(Status::unavailable("etcdserver: no leader"))
             }),
         )

@@ -50,6 +50,17 @@ impl tonic::service::Interceptor for Session {
 }
 
 impl Session {
+    /// A session for `login` (user and password), not logged in yet; `None`: etcd without auth.
+    pub(super) fn new(login: Option<(String, SecretString)>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                login,
+                token: RwLock::new(None),
+                renew: Notify::new(),
+            }),
+        }
+    }
+
     /// Looks at a failed call's status: a refused token is renewed (and the call, retried, will
     /// carry the new one).
     pub(super) fn saw(&self, status: &Status) {
@@ -178,13 +189,7 @@ pub(super) async fn open(
         }
         _ => None,
     };
-    let session = Session {
-        inner: Arc::new(Inner {
-            login,
-            token: RwLock::new(None),
-            renew: Notify::new(),
-        }),
-    };
+    let session = Session::new(login);
     let renewer = session.start(channel.clone()).await?;
     Ok((channel, session, renewer))
 }
