@@ -2,7 +2,7 @@
 //! public contract (the .proto comments) and the README must state the same words.
 
 use credvault::domain::{
-    AccountSid, ApiKeySid, Label, MessagingServiceSid, Owner, PhoneNumber, Secret,
+    AccountSid, ApiKeySid, Edge, Label, MessagingServiceSid, Owner, PhoneNumber, Region, Secret,
 };
 
 /// `text` with comment markers dropped and runs of white space folded, so a rule may wrap.
@@ -32,6 +32,8 @@ fn proto_and_readme_state_the_rules_the_server_enforces() {
         ("from_number / test_recipient", PhoneNumber::RULE),
         ("auth_token", Secret::AUTH_TOKEN_RULE),
         ("api_key_secret", Secret::API_KEY_SECRET_RULE),
+        ("region", Region::RULE),
+        ("edge", Edge::RULE),
     ];
     for (field, rule) in rules {
         assert!(

@@ -192,6 +192,7 @@ fn sample_credential() -> credvault::domain::Credential {
         account_sid: AccountSid::parse(ACCOUNT_SID).unwrap(),
         auth: Auth::AuthToken(Secret::parse_auth_token(AUTH_TOKEN).unwrap()),
         sender: Sender::MessagingService(MessagingServiceSid::parse(MG_SID).unwrap()),
+        location: Default::default(),
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use child::{ChildServer, Launch};
 use credvault::proto::v1 as pb;
-use fake_twilio::{Account, FakeTwilio};
+use fake_twilio::{Account, FakeTwilio, KeyKind};
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
 /// User plus system CPU time the process has used (Linux `/proc/PID/stat`, in clock ticks of
@@ -106,6 +106,7 @@ async fn sigterm_ends_within_the_shutdown_deadline_despite_endless_rpcs() {
         api_key_sid: common::API_KEY_SID.into(),
         api_key_secret: common::API_KEY_SECRET.into(),
         key_restricted: None,
+        key_kind: KeyKind::Standard,
         services: HashMap::from([(common::MG_SID.into(), common::ACCOUNT_SID.into())]),
         numbers: HashSet::new(),
     })

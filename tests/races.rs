@@ -206,6 +206,7 @@ fn domain_credential(n: u64) -> Credential {
         sender: Sender::MessagingService(
             MessagingServiceSid::parse(&format!("MG{n:032x}")).unwrap(),
         ),
+        location: Default::default(),
     }
 }
 
@@ -219,6 +220,7 @@ fn outcome(version: u64, valid: bool) -> ValidationStatus {
         checked_at: Some(std::time::SystemTime::now()),
         twilio_error_code: if valid { 0 } else { 20003 },
         message: format!("checked version {version}"),
+        key_type: None,
     }
 }
 

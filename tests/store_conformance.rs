@@ -228,6 +228,7 @@ async fn two_vaults_on_one_etcd_prefix_share_keyring_and_records() {
         sender: Sender::MessagingService(
             MessagingServiceSid::parse("MG0123456789abcdef0123456789abcdef").unwrap(),
         ),
+        location: Default::default(),
     };
     a.add(&owner, &label, &cred, false).await.unwrap();
     let got = b.resolve(&owner, &label, false).await.unwrap();

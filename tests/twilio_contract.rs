@@ -163,6 +163,7 @@ fn credential(
         account_sid: ACCOUNT.into(),
         auth: Some(auth),
         sender: Some(sender),
+        ..Default::default()
     }
 }
 
@@ -255,6 +256,13 @@ async fn validate_with_test_sms_matches_twilios_published_api() {
             (201, EXAMPLE_MESSAGE_SID),
             "{label}: {r:?}"
         );
+        // The key type probe (ListKey) was answered as the spec documents it: a key list.
+        let want = if label == "api-key" {
+            pb::KeyType::Main
+        } else {
+            pb::KeyType::Unspecified
+        };
+        assert_eq!(r.key_type(), want, "{label}: {r:?}");
     }
     api.assert_no_violations();
     messaging.assert_no_violations();

@@ -182,10 +182,18 @@ impl FromStr for ClientAuth {
 /// How credvault talks to Twilio when validating.
 #[derive(Debug, Clone)]
 pub struct TwilioConfig {
-    /// `CREDVAULT_TWILIO_API_BASE`, default `https://api.twilio.com`.
+    /// `CREDVAULT_TWILIO_API_BASE`: the REST API base for us1 credentials. Empty (the
+    /// default): Twilio's host for the credential's edge (`https://api.twilio.com` without one).
     pub api_base: String,
-    /// `CREDVAULT_TWILIO_MESSAGING_BASE`, default `https://messaging.twilio.com`.
+    /// `CREDVAULT_TWILIO_MESSAGING_BASE`: the Messaging API base for us1, likewise.
     pub messaging_base: String,
+    /// `CREDVAULT_TWILIO_IE1_API_BASE`, `..._IE1_MESSAGING_BASE`: the same for ie1 (empty:
+    /// `https://{api,messaging}.{edge}.ie1.twilio.com`).
+    pub ie1_api_base: String,
+    pub ie1_messaging_base: String,
+    /// `CREDVAULT_TWILIO_AU1_API_BASE`, `..._AU1_MESSAGING_BASE`: the same for au1.
+    pub au1_api_base: String,
+    pub au1_messaging_base: String,
     /// `CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS`, default 3000.
     pub connect_timeout: Duration,
     /// `CREDVAULT_TWILIO_TIMEOUT_MS`: one request, default 10000.
@@ -298,8 +306,12 @@ impl Config {
             master_key_file: None,
             cache_bytes: 64 * 1024 * 1024,
             twilio: TwilioConfig {
-                api_base: "https://api.twilio.com".into(),
-                messaging_base: "https://messaging.twilio.com".into(),
+                api_base: String::new(),
+                messaging_base: String::new(),
+                ie1_api_base: String::new(),
+                ie1_messaging_base: String::new(),
+                au1_api_base: String::new(),
+                au1_messaging_base: String::new(),
                 connect_timeout: Duration::from_secs(3),
                 request_timeout: Duration::from_secs(10),
                 max_retries: 2,

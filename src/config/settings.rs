@@ -267,6 +267,10 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "etcd.password_file", "CREDVAULT_ETCD_PASSWORD_FILE", OptionalPath, |c| c.etcd.password_file;
     "twilio.api_base", "CREDVAULT_TWILIO_API_BASE", Text, |c| c.twilio.api_base;
     "twilio.messaging_base", "CREDVAULT_TWILIO_MESSAGING_BASE", Text, |c| c.twilio.messaging_base;
+    "twilio.ie1_api_base", "CREDVAULT_TWILIO_IE1_API_BASE", Text, |c| c.twilio.ie1_api_base;
+    "twilio.ie1_messaging_base", "CREDVAULT_TWILIO_IE1_MESSAGING_BASE", Text, |c| c.twilio.ie1_messaging_base;
+    "twilio.au1_api_base", "CREDVAULT_TWILIO_AU1_API_BASE", Text, |c| c.twilio.au1_api_base;
+    "twilio.au1_messaging_base", "CREDVAULT_TWILIO_AU1_MESSAGING_BASE", Text, |c| c.twilio.au1_messaging_base;
     "twilio.connect_timeout_ms", "CREDVAULT_TWILIO_CONNECT_TIMEOUT_MS", Millis, |c| c.twilio.connect_timeout;
     "twilio.timeout_ms", "CREDVAULT_TWILIO_TIMEOUT_MS", Millis, |c| c.twilio.request_timeout;
     "twilio.max_retries", "CREDVAULT_TWILIO_MAX_RETRIES", Num<u32>, |c| c.twilio.max_retries;

@@ -5,7 +5,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroize;
 
-use super::{AccountSid, ApiKeySid, Invalid, MessagingServiceSid, PhoneNumber};
+use super::{AccountSid, ApiKeySid, Invalid, Location, MessagingServiceSid, PhoneNumber};
 
 /// Secret material (auth token or API key secret): zeroized on drop, redacted in `Debug`.
 #[derive(Clone)]
@@ -96,6 +96,8 @@ pub struct Credential {
     pub account_sid: AccountSid,
     pub auth: Auth,
     pub sender: Sender,
+    /// The Region the auth works in, and the edge its requests take.
+    pub location: Location,
 }
 
 impl Credential {
@@ -125,6 +127,7 @@ mod tests {
             account_sid: AccountSid::parse("AC0123456789abcdef0123456789abcdef").unwrap(),
             auth: Auth::AuthToken(Secret::parse_auth_token(token).unwrap()),
             sender: Sender::FromNumber(PhoneNumber::parse("+14155550100").unwrap()),
+            location: Location::default(),
         };
         let shown = format!("{cred:?} {cred:#?}");
         assert!(!shown.contains(token) && shown.contains("REDACTED"));

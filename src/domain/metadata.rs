@@ -30,6 +30,30 @@ impl fmt::Display for ValidationState {
     }
 }
 
+/// What an API key may do, as Validate found it (Twilio's three key types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// May manage keys and accounts (created only in the Console): more than sending needs.
+    Main,
+    /// May do everything but manage keys and accounts.
+    Standard,
+    /// Limited to a permission policy.
+    Restricted,
+    /// Auth worked, but Twilio's answers did not tell the type.
+    Unknown,
+}
+
+impl KeyType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::Main => "main",
+            KeyType::Standard => "standard",
+            KeyType::Restricted => "restricted",
+            KeyType::Unknown => "unknown",
+        }
+    }
+}
+
 /// The last recorded validation of a credential's current version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationStatus {
@@ -37,6 +61,8 @@ pub struct ValidationStatus {
     pub checked_at: Option<SystemTime>,
     pub twilio_error_code: i32,
     pub message: String,
+    /// For API keys, once a validation told it.
+    pub key_type: Option<KeyType>,
 }
 
 impl ValidationStatus {
@@ -46,6 +72,7 @@ impl ValidationStatus {
             checked_at: None,
             twilio_error_code: 0,
             message: String::new(),
+            key_type: None,
         }
     }
 }
@@ -73,10 +100,19 @@ pub struct Metadata {
     /// Set for `AuthKind::ApiKey`.
     pub api_key_sid: Option<String>,
     pub sender: SenderInfo,
+    pub location: super::Location,
     pub secret_hint: String,
     pub created_at: SystemTime,
     pub updated_at: SystemTime,
     pub version: u64,
     pub write_id: WriteId,
     pub validation: ValidationStatus,
+}
+
+impl Metadata {
+    /// More power than sending SMS needs: an auth token (the account's master credential) or a
+    /// Main API key. A Standard key is enough.
+    pub fn over_privileged(&self) -> bool {
+        self.auth_kind == AuthKind::AuthToken || self.validation.key_type == Some(KeyType::Main)
+    }
 }

@@ -6,13 +6,17 @@ mod metadata;
 mod names;
 mod page_token;
 mod phone;
+mod region;
 mod sid;
 
 pub use credential::{Auth, Credential, Secret, Sender};
-pub use metadata::{AuthKind, Metadata, SenderInfo, ValidationState, ValidationStatus, WriteId};
+pub use metadata::{
+    AuthKind, KeyType, Metadata, SenderInfo, ValidationState, ValidationStatus, WriteId,
+};
 pub use names::{Label, Owner};
 pub use page_token::PageToken;
 pub use phone::PhoneNumber;
+pub use region::{Edge, Location, Region};
 pub use sid::{AccountSid, ApiKeySid, MessageSid, MessagingServiceSid};
 
 /// A time as whole microseconds since the Unix epoch, as every stored form keeps it (records,

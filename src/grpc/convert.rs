@@ -6,11 +6,12 @@ use tonic_types::FieldViolation;
 
 use super::status::invalid_argument;
 use crate::domain::{
-    AccountSid, ApiKeySid, Auth, AuthKind, Credential, Invalid, MessagingServiceSid, Metadata,
-    PhoneNumber, Secret, Sender, SenderInfo, ValidationState, ValidationStatus,
+    AccountSid, ApiKeySid, Auth, AuthKind, Credential, Edge, Invalid, KeyType, Location,
+    MessagingServiceSid, Metadata, PhoneNumber, Region, Secret, Sender, SenderInfo,
+    ValidationState, ValidationStatus,
 };
 use crate::proto::v1 as pb;
-use crate::twilio::{Outcome, Step};
+use crate::twilio::{Hosts, Outcome, Step};
 use crate::vault::Resolved;
 
 /// Field violations found so far.
@@ -86,10 +87,16 @@ pub fn credential(v: &mut Violations, cred: Option<&pb::TwilioCredential>) -> Op
             None
         }
     };
+    let region = v.check("credential.region", Region::parse(&cred.region));
+    let edge = v.check("credential.edge", Edge::parse(&cred.edge));
     Some(Credential {
         account_sid: account_sid?,
         auth: auth?,
         sender: sender?,
+        location: Location {
+            region: region?,
+            edge: edge?,
+        },
     })
 }
 
@@ -105,7 +112,12 @@ pub fn wipe_secrets(cred: &mut Option<pb::TwilioCredential>) {
 }
 
 pub fn metadata(m: Metadata) -> pb::CredentialMetadata {
+    let over_privileged = m.over_privileged();
     pb::CredentialMetadata {
+        region: m.location.region.as_str().to_owned(),
+        edge: m.location.edge().map_or("", Edge::as_str).to_owned(),
+        key_type: key_type(m.validation.key_type) as i32,
+        over_privileged,
         owner: m.owner.as_str().to_owned(),
         label: m.label.as_str().to_owned(),
         account_sid: m.account_sid,
@@ -141,9 +153,24 @@ pub fn validation_status(v: ValidationStatus) -> pb::ValidationStatus {
     }
 }
 
-pub fn resolved(r: &Resolved) -> pb::ResolveResponse {
+fn key_type(k: Option<KeyType>) -> pb::KeyType {
+    match k {
+        None => pb::KeyType::Unspecified,
+        Some(KeyType::Main) => pb::KeyType::Main,
+        Some(KeyType::Standard) => pb::KeyType::Standard,
+        Some(KeyType::Restricted) => pb::KeyType::Restricted,
+        Some(KeyType::Unknown) => pb::KeyType::Unknown,
+    }
+}
+
+pub fn resolved(r: &Resolved, hosts: &Hosts) -> pb::ResolveResponse {
     let c = &r.credential;
+    let urls = hosts.for_location(c.location);
     pb::ResolveResponse {
+        region: c.location.region.as_str().to_owned(),
+        edge: c.location.edge().map_or("", Edge::as_str).to_owned(),
+        api_base_url: urls.api,
+        messaging_base_url: urls.messaging,
         account_sid: c.account_sid.as_str().to_owned(),
         auth: Some(match &c.auth {
             Auth::AuthToken(t) => pb::resolve_response::Auth::AuthToken(pb::AuthToken {
@@ -182,7 +209,9 @@ pub fn validation_result(o: &Outcome) -> pb::ValidationResult {
         step: match o.step {
             Step::Auth => pb::ValidationStep::Auth,
             Step::Sender => pb::ValidationStep::Sender,
+            Step::KeyType => pb::ValidationStep::KeyType,
             Step::TestMessage => pb::ValidationStep::TestMessage,
         } as i32,
+        key_type: key_type(o.key_type) as i32,
     }
 }

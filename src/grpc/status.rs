@@ -191,6 +191,7 @@ fn step_name(step: Step) -> &'static str {
     match step {
         Step::Auth => "auth",
         Step::Sender => "sender",
+        Step::KeyType => "key_type",
         Step::TestMessage => "test_message",
     }
 }

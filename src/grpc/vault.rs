@@ -274,7 +274,10 @@ impl VaultService {
             .resolve(&owner, &label, req.require_valid)
             .await?;
         tracing::debug!(version = resolved.version, "credential resolved");
-        Ok(Response::new(convert::resolved(&resolved)))
+        Ok(Response::new(convert::resolved(
+            &resolved,
+            self.validator.hosts(),
+        )))
     }
 }
 

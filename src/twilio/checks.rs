@@ -1,5 +1,6 @@
 //! The checks themselves, with the request and response shapes of Twilio's OpenAPI specs
-//! (`FetchAccount`, `ListMessage`, `FetchService`, `ListIncomingPhoneNumber`, `CreateMessage`).
+//! (`FetchAccount`, `ListMessage`, `FetchService`, `ListIncomingPhoneNumber`, `ListKey`,
+//! `CreateMessage`). Every request goes to the credential's Region (`BaseUrls`).
 //!
 //! Fail closed: a credential is VALID only on replies the spec describes, and INVALID only on
 //! Twilio's own rejections (401/403/404 with its error body, an account or sender that does not
@@ -11,28 +12,41 @@ use serde::Deserialize;
 
 use super::client::{Idempotency, Reply};
 use super::errors::{self, ApiErrorBody, TwilioError};
-use super::{Outcome, Step, TestMessage, TwilioClient};
-use crate::domain::{Auth, Credential, MessageSid, Sender};
+use super::{BaseUrls, Outcome, Step, TestMessage, TwilioClient};
+use crate::domain::{Auth, Credential, KeyType, MessageSid, Region, Sender};
 
 /// A check passed (`Ok`) or produced the final, rejecting outcome (`Err`).
 type Check = Result<u16, Outcome>;
 
-/// The auth and sender checks, stopping at the first rejection.
+/// The auth and sender checks, then (API keys) the key type probe, stopping at the first
+/// rejection.
 pub(super) async fn run(tw: &TwilioClient, cred: &Credential) -> Result<Outcome, TwilioError> {
-    if let Err(rejected) = auth(tw, cred).await? {
+    let urls = tw.hosts.for_location(cred.location);
+    if let Err(rejected) = auth(tw, cred, &urls).await? {
         return Ok(rejected);
     }
-    match sender(tw, cred).await? {
-        Ok(status) => Ok(Outcome {
-            valid: true,
-            step: Step::Sender,
-            http_status: status,
-            twilio_error_code: 0,
-            reason: "Twilio accepted the auth and the sender belongs to the account".into(),
-            message_sid: None,
-        }),
-        Err(rejected) => Ok(rejected),
+    let status = match sender(tw, cred, &urls).await? {
+        Ok(status) => status,
+        Err(rejected) => return Ok(rejected),
+    };
+    let key_type = match &cred.auth {
+        Auth::AuthToken(_) => None,
+        Auth::ApiKey { .. } => Some(key_type(tw, cred, &urls).await?),
+    };
+    if key_type == Some(KeyType::Restricted) {
+        if let Err(rejected) = may_create_messages(tw, cred, &urls).await? {
+            return Ok(rejected);
+        }
     }
+    Ok(Outcome {
+        valid: true,
+        step: Step::Sender,
+        http_status: status,
+        twilio_error_code: 0,
+        reason: "Twilio accepted the auth and the sender belongs to the account".into(),
+        message_sid: None,
+        key_type,
+    })
 }
 
 fn get(tw: &TwilioClient, cred: &Credential, url: &str) -> reqwest::RequestBuilder {
@@ -42,18 +56,33 @@ fn get(tw: &TwilioClient, cred: &Credential, url: &str) -> reqwest::RequestBuild
         .basic_auth(cred.username(), Some(cred.password().expose()))
 }
 
-fn account_url(tw: &TwilioClient, cred: &Credential, rest: &str) -> String {
+fn account_url(urls: &BaseUrls, cred: &Credential, rest: &str) -> String {
     format!(
         "{}/2010-04-01/Accounts/{}{rest}",
-        tw.api_base, cred.account_sid
+        urls.api, cred.account_sid
     )
 }
 
-async fn auth(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioError> {
+/// Twilio says only 20003 for a credential of another Region: name the likely cause.
+fn other_region(cred: &Credential) -> String {
+    let others: Vec<_> = Region::ALL
+        .iter()
+        .filter(|r| **r != cred.location.region)
+        .map(|r| r.as_str())
+        .collect();
+    format!(
+        "; or it belongs to another Twilio Region than {}, the one it is stored for (auth works \
+         only in the Region it was created in: if that is {}, store it with that region)",
+        cred.location.region,
+        others.join(" or ")
+    )
+}
+
+async fn auth(tw: &TwilioClient, cred: &Credential, urls: &BaseUrls) -> Result<Check, TwilioError> {
     const CALL: &str = "auth check";
     match &cred.auth {
         Auth::AuthToken(_) => {
-            let url = account_url(tw, cred, ".json");
+            let url = account_url(urls, cred, ".json");
             let reply = tw
                 .http
                 .send(CALL, Idempotency::Safe, || get(tw, cred, &url))
@@ -61,7 +90,7 @@ async fn auth(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioError
             if reply.status != StatusCode::OK {
                 return refused(CALL, Step::Auth, &reply, |code, status| match (code, status) {
                     (errors::AUTHENTICATE, _) | (_, 401) => {
-                        "Twilio refused the Account SID and Auth Token (wrong token, or a suspended or closed account)".into()
+                        format!("Twilio refused the Account SID and Auth Token (wrong token, or a suspended or closed account){}", other_region(cred))
                     }
                     (errors::NOT_FOUND, _) | (_, 404) => {
                         format!("account {} does not exist", cred.account_sid)
@@ -94,7 +123,7 @@ async fn auth(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioError
         // Standard keys may be refused on /Accounts itself; listing one message is something
         // every key that can send SMS may do.
         Auth::ApiKey { sid, .. } => {
-            let url = account_url(tw, cred, "/Messages.json");
+            let url = account_url(urls, cred, "/Messages.json");
             let reply = tw
                 .http
                 .send(CALL, Idempotency::Safe, || {
@@ -110,25 +139,33 @@ async fn auth(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioError
                 parse::<Messages>(CALL, &reply)?;
                 return Ok(Ok(200));
             }
-            refused(CALL, Step::Auth, &reply, |code, status| {
+            let mut outcome = refused(CALL, Step::Auth, &reply, |code, status| {
                 if lacks_permission(code, status) {
                     format!("API key {sid} lacks permission to read the account's Messages: a Restricted key needs the Messaging read and create permissions")
                 } else if code == errors::AUTHENTICATE || status == 401 {
-                    format!("Twilio refused API key {sid} and its secret for account {} (wrong secret, deleted key, key of another account, or a suspended or closed account)", cred.account_sid)
+                    format!("Twilio refused API key {sid} and its secret for account {} (wrong secret, deleted key, key of another account, or a suspended or closed account){}", cred.account_sid, other_region(cred))
                 } else {
                     generic(CALL, code, status)
                 }
-            })
-            .map(Err)
+            })?;
+            // Only a Restricted key is refused for a permission once its auth is known.
+            if outcome.twilio_error_code == errors::KEY_LACKS_PERMISSION {
+                outcome.key_type = Some(KeyType::Restricted);
+            }
+            Ok(Err(outcome))
         }
     }
 }
 
-async fn sender(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioError> {
+async fn sender(
+    tw: &TwilioClient,
+    cred: &Credential,
+    urls: &BaseUrls,
+) -> Result<Check, TwilioError> {
     const CALL: &str = "sender check";
     match &cred.sender {
         Sender::MessagingService(mg) => {
-            let url = format!("{}/v1/Services/{mg}", tw.messaging_base);
+            let url = format!("{}/v1/Services/{mg}", urls.messaging);
             let reply = tw
                 .http
                 .send(CALL, Idempotency::Safe, || get(tw, cred, &url))
@@ -168,7 +205,7 @@ async fn sender(tw: &TwilioClient, cred: &Credential) -> Result<Check, TwilioErr
             }
         }
         Sender::FromNumber(number) => {
-            let url = account_url(tw, cred, "/IncomingPhoneNumbers.json");
+            let url = account_url(urls, cred, "/IncomingPhoneNumbers.json");
             let reply = tw
                 .http
                 .send(CALL, Idempotency::Safe, || {
@@ -224,14 +261,14 @@ pub(super) async fn test_message(
     test: &TestMessage,
 ) -> Result<Outcome, TwilioError> {
     const CALL: &str = "test SMS";
-    let url = account_url(tw, cred, "/Messages.json");
-    let sender = match &cred.sender {
-        Sender::MessagingService(mg) => ("MessagingServiceSid", mg.as_str()),
-        Sender::FromNumber(n) => ("From", n.as_str()),
-    };
+    let url = account_url(
+        &tw.hosts.for_location(cred.location),
+        cred,
+        "/Messages.json",
+    );
     let form = [
         ("To", test.to.as_str()),
-        sender,
+        sender_field(cred),
         ("Body", test.body.as_str()),
     ];
     let reply = tw
@@ -267,6 +304,7 @@ pub(super) async fn test_message(
             twilio_error_code: 0,
             reason: "Twilio accepted the auth, the sender and a test SMS".into(),
             message_sid: Some(sid),
+            key_type: None,
         });
     }
     // A 4xx: Twilio did not create the message.
@@ -309,6 +347,104 @@ pub(super) async fn test_message(
     Ok(outcome)
 }
 
+/// The form field naming the credential's sender.
+fn sender_field(cred: &Credential) -> (&'static str, &str) {
+    match &cred.sender {
+        Sender::MessagingService(mg) => ("MessagingServiceSid", mg.as_str()),
+        Sender::FromNumber(n) => ("From", n.as_str()),
+    }
+}
+
+/// What an API key may do, once its auth is known good: listing the account's keys is for Main
+/// keys only. Twilio answers 200 to a Main key, 401 with 20003 to a Standard key, and 70051 to a
+/// Restricted key (outside its policy). An answer that tells none of these is `Unknown`: the
+/// probe is advice, not a check, so only a rate limit (which the caller must honour) ends the
+/// validation without a verdict.
+async fn key_type(
+    tw: &TwilioClient,
+    cred: &Credential,
+    urls: &BaseUrls,
+) -> Result<KeyType, TwilioError> {
+    const CALL: &str = "key type probe";
+    let url = account_url(urls, cred, "/Keys.json");
+    let reply = match tw
+        .http
+        .send(CALL, Idempotency::Safe, || {
+            get(tw, cred, &url).query(&[("PageSize", "1")])
+        })
+        .await
+    {
+        Ok(reply) => reply,
+        Err(e @ TwilioError::RateLimited { .. }) => return Err(e),
+        Err(e) => {
+            tracing::info!(error = %e, "API key type not told");
+            return Ok(KeyType::Unknown);
+        }
+    };
+    let code = ApiErrorBody::parse(&reply.body).code;
+    Ok(match (reply.status.as_u16(), code) {
+        (200, _) => {
+            #[derive(Deserialize)]
+            struct Keys {
+                #[allow(dead_code)] // its presence is the check
+                keys: Vec<serde::de::IgnoredAny>,
+            }
+            match parse::<Keys>(CALL, &reply) {
+                Ok(_) => KeyType::Main,
+                Err(_) => KeyType::Unknown,
+            }
+        }
+        (_, Some(errors::KEY_LACKS_PERMISSION)) => KeyType::Restricted,
+        (401, Some(errors::AUTHENTICATE)) => KeyType::Standard,
+        (status, code) => {
+            tracing::info!(status, code, "API key type not told by Twilio's answer");
+            KeyType::Unknown
+        }
+    })
+}
+
+/// Whether a Restricted key's policy lets it create messages, asked without sending one: a POST
+/// with the sender and no `To`, which no message can be made of. Twilio checks the key's
+/// permission first (70051 without it), then the parameters (400, 21604 "A 'To' phone number is
+/// required").
+async fn may_create_messages(
+    tw: &TwilioClient,
+    cred: &Credential,
+    urls: &BaseUrls,
+) -> Result<Check, TwilioError> {
+    const CALL: &str = "message create permission probe";
+    let url = account_url(urls, cred, "/Messages.json");
+    let form = [sender_field(cred)];
+    // Safe to repeat: without a recipient, nothing is created.
+    let reply = tw
+        .http
+        .send(CALL, Idempotency::Safe, || {
+            tw.http
+                .client()
+                .post(&url)
+                .basic_auth(cred.username(), Some(cred.password().expose()))
+                .form(&form)
+        })
+        .await?;
+    let status = reply.status.as_u16();
+    let body = ApiErrorBody::parse(&reply.body);
+    if lacks_permission(body.code.unwrap_or(0), status) {
+        let mut outcome = rejection(Step::KeyType, status, &body, |_, _| {
+            "Restricted API key: its policy lacks Messages create, so it cannot send SMS".into()
+        });
+        outcome.key_type = Some(KeyType::Restricted);
+        return Ok(Err(outcome));
+    }
+    match (status, body.code) {
+        (400, Some(_)) => Ok(Ok(status)),
+        _ => Err(off_spec(
+            CALL,
+            &reply,
+            "an answer to a message without a recipient that is neither a permission refusal nor a parameter error",
+        )),
+    }
+}
+
 /// 403, or a code Twilio uses for a key without the permission (Restricted keys).
 fn lacks_permission(code: i32, status: u16) -> bool {
     status == 403 || code == errors::FORBIDDEN || code == errors::KEY_LACKS_PERMISSION
@@ -329,6 +465,7 @@ fn invalid(step: Step, http_status: u16, reason: String) -> Outcome {
         twilio_error_code: 0,
         reason,
         message_sid: None,
+        key_type: None,
     }
 }
 
@@ -385,6 +522,7 @@ fn rejection(
         twilio_error_code: code,
         reason: with_twilio_message(explain(code, status), body),
         message_sid: None,
+        key_type: None,
     }
 }
 

@@ -8,11 +8,13 @@
 mod checks;
 mod client;
 mod errors;
+mod hosts;
 
 pub use errors::{BuildError, TwilioError};
+pub use hosts::{BaseUrls, Hosts};
 
 use crate::config::TwilioConfig;
-use crate::domain::{Credential, MessageSid, PhoneNumber};
+use crate::domain::{Credential, KeyType, MessageSid, PhoneNumber};
 use client::Http;
 
 /// Text of the test SMS when the caller gives none.
@@ -25,6 +27,8 @@ pub const MAX_TEST_BODY_CHARS: usize = 320;
 pub enum Step {
     Auth,
     Sender,
+    /// The API key type probe (and, for a Restricted key, whether it may create messages).
+    KeyType,
     TestMessage,
 }
 
@@ -49,36 +53,33 @@ pub struct Outcome {
     pub reason: String,
     /// The SID of the test SMS, when one was sent.
     pub message_sid: Option<MessageSid>,
+    /// For an API key whose auth Twilio accepted: what it may do.
+    pub key_type: Option<KeyType>,
 }
 
 /// The one Twilio client of the process: a shared connection pool.
 #[derive(Debug, Clone)]
 pub struct TwilioClient {
     http: Http,
-    api_base: String,
-    messaging_base: String,
+    hosts: Hosts,
 }
 
 impl TwilioClient {
     pub fn new(cfg: &TwilioConfig) -> Result<Self, BuildError> {
-        for (var, base) in [
-            ("twilio.api_base (CREDVAULT_TWILIO_API_BASE)", &cfg.api_base),
-            (
-                "twilio.messaging_base (CREDVAULT_TWILIO_MESSAGING_BASE)",
-                &cfg.messaging_base,
-            ),
-        ] {
-            check_base(var, base)?;
-        }
         Ok(Self {
+            hosts: Hosts::new(cfg)?,
             http: Http::new(cfg)?,
-            api_base: cfg.api_base.trim_end_matches('/').to_owned(),
-            messaging_base: cfg.messaging_base.trim_end_matches('/').to_owned(),
         })
     }
 
-    /// The auth and sender checks, in that order, stopping at the first rejection (`valid ==
-    /// false`). `Err`: no verdict; the caller must not record anything.
+    /// Where each Region's requests go (Resolve hands these to callers).
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
+    }
+
+    /// The auth and sender checks, then for an API key the key type probe, stopping at the
+    /// first rejection (`valid == false`). `Err`: no verdict; the caller must not record
+    /// anything. Requests go to the credential's Region.
     pub async fn check(&self, cred: &Credential) -> Result<Outcome, TwilioError> {
         checks::run(self, cred).await
     }
@@ -90,71 +91,5 @@ impl TwilioClient {
         test: &TestMessage,
     ) -> Result<Outcome, TwilioError> {
         checks::test_message(self, cred, test).await
-    }
-}
-
-/// A base URL must be https, or http to this machine only (a fake or a mock in tests): basic
-/// auth carries the secret and must not travel in clear. A typo stops startup instead of failing
-/// every validation later.
-fn check_base(var: &str, base: &str) -> Result<(), BuildError> {
-    let url = reqwest::Url::parse(base)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"));
-    let Some(url) = url.filter(|u| u.has_host()) else {
-        return Err(BuildError(format!(
-            "{var} must be an https URL, got {base:?}"
-        )));
-    };
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    if url.scheme() == "http" && !loopback {
-        return Err(BuildError(format!(
-            "{var} is plaintext http to a remote host ({base:?}): the auth token would travel in \
-             clear; use https (http is accepted for 127.0.0.1, ::1 and localhost only)"
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bad_base_urls_are_refused_at_startup() {
-        let mut cfg = crate::Config::with_data_dir("unused").twilio;
-        assert!(TwilioClient::new(&cfg).is_ok());
-        cfg.messaging_base = "messaging.twilio.com".into();
-        let err = TwilioClient::new(&cfg).unwrap_err().to_string();
-        assert!(err.contains("CREDVAULT_TWILIO_MESSAGING_BASE"), "{err}");
-    }
-
-    #[test]
-    fn plaintext_http_is_for_loopback_only() {
-        for ok in [
-            "https://api.twilio.com",
-            "http://127.0.0.1:4010",
-            "http://127.1.2.3",
-            "http://[::1]:9",
-            "http://localhost:4010/",
-        ] {
-            assert!(check_base("V", ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://api.twilio.com",
-            "http://10.0.0.1",
-            "http://localhost.evil.example",
-            "ftp://127.0.0.1",
-        ] {
-            assert!(check_base("V", bad).is_err(), "{bad}");
-        }
-        let err = check_base("V", "http://api.twilio.com")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("clear"), "{err}");
     }
 }

@@ -7,9 +7,9 @@ use prost::Message;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::domain::{
-    from_unix_micros, unix_micros, AccountSid, ApiKeySid, Auth, AuthKind, Credential, Label,
-    MessagingServiceSid, Metadata, Owner, PhoneNumber, Secret, Sender, SenderInfo, ValidationState,
-    ValidationStatus, WriteId,
+    from_unix_micros, unix_micros, AccountSid, ApiKeySid, Auth, AuthKind, Credential, Edge,
+    KeyType, Label, Location, MessagingServiceSid, Metadata, Owner, PhoneNumber, Region, Secret,
+    Sender, SenderInfo, ValidationState, ValidationStatus, WriteId,
 };
 
 /// Key of a credential: `cred/{owner}/{label}`. Neither part can contain '/', so keys are
@@ -78,6 +78,15 @@ pub struct RecordBody {
     pub auth_token: String,
     #[prost(string, tag = "17")]
     pub api_key_secret: String,
+    /// The Twilio Region; empty (every record written before Regions) is us1.
+    #[prost(string, tag = "18")]
+    pub region: String,
+    /// The edge given at Add; empty is the Region's default.
+    #[prost(string, tag = "19")]
+    pub edge: String,
+    /// 0 = not told, 1 = main, 2 = standard, 3 = restricted, 4 = unknown.
+    #[prost(uint32, tag = "20")]
+    pub key_type: u32,
 }
 
 impl Drop for RecordBody {
@@ -116,6 +125,8 @@ impl RecordBody {
         body.updated_at_micros = unix_micros(now);
         body.version = version;
         body.write_id = write_id.0.to_vec();
+        body.region = cred.location.region.as_str().to_owned();
+        body.edge = cred.location.edge.map_or("", Edge::as_str).to_owned();
         match &cred.auth {
             Auth::AuthToken(token) => {
                 body.auth_kind = 1;
@@ -155,6 +166,32 @@ impl RecordBody {
         self.checked_at_micros = v.checked_at.map_or(0, unix_micros);
         self.twilio_error_code = v.twilio_error_code;
         self.validation_message = v.message.clone();
+        self.key_type = match v.key_type {
+            None => 0,
+            Some(KeyType::Main) => 1,
+            Some(KeyType::Standard) => 2,
+            Some(KeyType::Restricted) => 3,
+            Some(KeyType::Unknown) => 4,
+        };
+    }
+
+    fn key_type(&self) -> Option<KeyType> {
+        match self.key_type {
+            1 => Some(KeyType::Main),
+            2 => Some(KeyType::Standard),
+            3 => Some(KeyType::Restricted),
+            4 => Some(KeyType::Unknown),
+            _ => None,
+        }
+    }
+
+    /// Region and edge as stored; a record from before Regions has neither and is us1.
+    fn location(&self) -> Result<Location, Undecodable> {
+        let bad = |_| Undecodable("stored location breaks a field rule");
+        Ok(Location {
+            region: Region::parse(&self.region).map_err(bad)?,
+            edge: Edge::parse(&self.edge).map_err(bad)?,
+        })
     }
 
     pub fn write_id(&self) -> WriteId {
@@ -199,6 +236,7 @@ impl RecordBody {
             account_sid: AccountSid::parse(&self.account_sid).map_err(bad)?,
             auth,
             sender,
+            location: self.location()?,
         })
     }
 
@@ -221,6 +259,7 @@ impl RecordBody {
             auth_kind,
             api_key_sid: (auth_kind == AuthKind::ApiKey).then(|| self.api_key_sid.clone()),
             sender,
+            location: self.location()?,
             secret_hint: self.secret_hint.clone(),
             created_at: from_unix_micros(self.created_at_micros),
             updated_at: from_unix_micros(self.updated_at_micros),
@@ -232,6 +271,7 @@ impl RecordBody {
                     .then(|| from_unix_micros(self.checked_at_micros)),
                 twilio_error_code: self.twilio_error_code,
                 message: self.validation_message.clone(),
+                key_type: self.key_type(),
             },
         })
     }
@@ -250,6 +290,36 @@ mod tests {
             b"cred/acme/prod"
         );
         assert_eq!(owner_prefix(&owner), b"cred/acme/");
+    }
+
+    #[test]
+    fn a_record_from_before_regions_is_us1() {
+        let cred = Credential {
+            account_sid: AccountSid::parse(&format!("AC{}", "a".repeat(32))).unwrap(),
+            auth: Auth::AuthToken(Secret::parse_auth_token(&"b".repeat(32)).unwrap()),
+            sender: Sender::FromNumber(PhoneNumber::parse("+14155550100").unwrap()),
+            location: Location::default(),
+        };
+        let mut old = RecordBody::new(
+            &cred,
+            WriteId([1; 16]),
+            1,
+            SystemTime::now(),
+            SystemTime::now(),
+        );
+        // What the releases before Regions wrote: no fields 18-20 at all.
+        old.region.clear();
+        let mut back = RecordBody::decode_plain(&old.encode_plain()).unwrap();
+        let (owner, label) = (Owner::parse("o").unwrap(), Label::parse("l").unwrap());
+        let meta = back.metadata(&owner, &label).unwrap();
+        assert_eq!(meta.location.region, Region::Us1);
+        assert_eq!(meta.location.edge, None);
+        assert_eq!(meta.validation.key_type, None);
+        assert!(
+            meta.over_privileged(),
+            "an auth token is more than sending needs"
+        );
+        assert_eq!(back.credential().unwrap().location, Location::default());
     }
 
     proptest! {
@@ -279,6 +349,7 @@ mod tests {
                 account_sid: AccountSid::parse(&format!("AC{body}")).unwrap(),
                 auth,
                 sender: Sender::MessagingService(MessagingServiceSid::parse(&format!("MG{body}")).unwrap()),
+                location: Location { region: Region::Au1, edge: Edge::parse("tokyo").unwrap() },
             };
             let body = RecordBody::new(&cred, WriteId([7; 16]), 3, SystemTime::now(), SystemTime::now());
             let mut back = RecordBody::decode_plain(&body.encode_plain()).unwrap();
@@ -289,6 +360,7 @@ mod tests {
             prop_assert_eq!(back.password().expose(), cred.password().expose());
             prop_assert_eq!(back.username(), cred.username());
             prop_assert_eq!(&back.sender, &cred.sender);
+            prop_assert_eq!(back.location, cred.location);
         }
     }
 }

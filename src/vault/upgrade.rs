@@ -133,6 +133,10 @@ fn convert(legacy: &LegacyCipher, key: &[u8], bytes: &[u8]) -> Result<RecordBody
         write_id,
         auth_token: std::mem::take(&mut sealed.auth_token),
         api_key_secret: std::mem::take(&mut sealed.api_key_secret),
+        // The first release knew no Regions: us1, the Region's default edge, no key type.
+        region: String::new(),
+        edge: String::new(),
+        key_type: 0,
     })
 }
 

@@ -66,6 +66,11 @@ impl Validator {
         }
     }
 
+    /// Where each Region's requests go.
+    pub fn hosts(&self) -> &crate::twilio::Hosts {
+        self.twilio.hosts()
+    }
+
     /// Validates the stored credential and records the outcome on the write that was checked.
     /// If the credential was replaced or deleted meanwhile, the stale outcome is dropped (the
     /// returned metadata is then the current one, which does not show it).
@@ -98,7 +103,10 @@ impl Validator {
             "validation done"
         );
         let metadata = match recorded {
-            Some(metadata) => metadata,
+            Some(metadata) => {
+                warn_if_over_privileged(&metadata);
+                metadata
+            }
             // Replaced or deleted while Twilio was asked: the outcome is stale and was dropped.
             None => self.vault.describe(owner, label).await?,
         };
@@ -140,6 +148,7 @@ impl Validator {
             .await?
             // Replaced again between the two writes: the newer write keeps its own state.
             .unwrap_or(stored);
+        warn_if_over_privileged(&metadata);
         Ok(Validated { outcome, metadata })
     }
 
@@ -184,8 +193,27 @@ impl Validator {
         };
         // From here the SMS may go out: it counts against the quotas whatever Twilio answers.
         reserved.commit();
-        Ok(self.twilio.send_test(cred, test).await?)
+        let mut sent = self.twilio.send_test(cred, test).await?;
+        // What the checks found of the key holds whatever the SMS's fate.
+        sent.key_type = checked.key_type;
+        Ok(sent)
     }
+}
+
+/// A working credential with more power than sending needs is worth a line in the log (the span
+/// names owner and label; nothing here is secret).
+fn warn_if_over_privileged(m: &Metadata) {
+    if m.validation.state != ValidationState::Valid || !m.over_privileged() {
+        return;
+    }
+    let auth = match m.validation.key_type {
+        Some(kind) => kind.as_str(),
+        None => "auth token",
+    };
+    tracing::warn!(
+        auth,
+        "credential is over-privileged: a Standard API key is enough to send SMS"
+    );
 }
 
 /// What gets persisted: the state, when, Twilio's code and the reason.
@@ -199,5 +227,6 @@ fn status_of(outcome: &Outcome) -> ValidationStatus {
         checked_at: Some(SystemTime::now()),
         twilio_error_code: outcome.twilio_error_code,
         message: outcome.reason.clone(),
+        key_type: outcome.key_type,
     }
 }

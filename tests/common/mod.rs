@@ -126,6 +126,11 @@ pub fn config(dir: &Path) -> Config {
     let mut c = Config::with_data_dir(dir.join("data"));
     c.twilio.api_base = "http://127.0.0.1:9".into();
     c.twilio.messaging_base = "http://127.0.0.1:9".into();
+    // Never the real Twilio, whatever Region a test's credential names.
+    c.twilio.ie1_api_base = "http://127.0.0.1:9".into();
+    c.twilio.ie1_messaging_base = "http://127.0.0.1:9".into();
+    c.twilio.au1_api_base = "http://127.0.0.1:9".into();
+    c.twilio.au1_messaging_base = "http://127.0.0.1:9".into();
     c.callers = vec![test_caller()];
     c
 }
@@ -139,6 +144,7 @@ pub fn token_credential() -> pb::TwilioCredential {
         sender: Some(pb::twilio_credential::Sender::MessagingServiceSid(
             MG_SID.into(),
         )),
+        ..Default::default()
     }
 }
 
@@ -152,6 +158,7 @@ pub fn api_key_credential() -> pb::TwilioCredential {
         sender: Some(pb::twilio_credential::Sender::FromNumber(
             FROM_NUMBER.into(),
         )),
+        ..Default::default()
     }
 }
 

@@ -25,6 +25,7 @@ pub fn account() -> Account {
         api_key_sid: API_KEY_SID.into(),
         api_key_secret: API_KEY_SECRET.into(),
         key_restricted: None,
+        key_kind: KeyKind::Standard,
         services: HashMap::from([
             (MG_SID.to_owned(), ACCOUNT_SID.to_owned()),
             (FOREIGN_MG.to_owned(), FOREIGN_ACCOUNT.to_owned()),
@@ -57,6 +58,14 @@ pub async fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
     let mut config = config(dir.path());
     config.twilio.api_base = fake.base.clone();
     config.twilio.messaging_base = fake.base.clone();
+    for base in [
+        &mut config.twilio.ie1_api_base,
+        &mut config.twilio.ie1_messaging_base,
+        &mut config.twilio.au1_api_base,
+        &mut config.twilio.au1_messaging_base,
+    ] {
+        *base = "http://127.0.0.1:9".into();
+    }
     config.twilio.connect_timeout = Duration::from_secs(1);
     config.twilio.request_timeout = Duration::from_secs(3);
     config.twilio.max_retries = 2;

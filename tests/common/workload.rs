@@ -77,6 +77,7 @@ pub fn credential(slot: usize, write: u64) -> pb::TwilioCredential {
         } else {
             Sender::MessagingServiceSid(format!("MG{write:016x}{slot:016x}"))
         }),
+        ..Default::default()
     }
 }
 
@@ -106,6 +107,11 @@ pub fn expected_resolve(slot: usize, write: u64, version: u64) -> pb::ResolveRes
         version,
         username,
         password,
+        region: "us1".into(),
+        edge: String::new(),
+        // common::config's bases: no real Twilio.
+        api_base_url: "http://127.0.0.1:9".into(),
+        messaging_base_url: "http://127.0.0.1:9".into(),
     }
 }
 

@@ -280,6 +280,7 @@ fn add(owner: String, label: String, n: u64, replace: bool) -> pb::AddRequest {
                 auth_token: format!("{:032x}", n ^ 0x5eed),
             })),
             sender: Some(Sender::MessagingServiceSid(format!("MG{n:032x}"))),
+            ..Default::default()
         }),
         replace,
         ..Default::default()

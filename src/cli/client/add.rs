@@ -43,6 +43,12 @@ pub struct AddArgs {
     /// Send from this E.164 number (+14155550100)
     #[arg(long, value_name = "NUMBER")]
     pub from: Option<String>,
+    /// The Twilio Region the credential was created in: us1 (the default), ie1 or au1
+    #[arg(long, value_name = "REGION", default_value = "")]
+    pub region: String,
+    /// The edge location its requests take (default: the Region's own, e.g. dublin for ie1)
+    #[arg(long, value_name = "EDGE", default_value = "")]
+    pub edge: String,
     /// Overwrite an existing credential under this label (its version is bumped)
     #[arg(long)]
     pub replace: bool,
@@ -89,6 +95,8 @@ pub async fn run(args: AddArgs) -> Exit {
             account_sid: args.account_sid,
             auth: Some(auth),
             sender: Some(sender),
+            region: args.region,
+            edge: args.edge,
         }),
         replace: args.replace,
         validate: args.validate,

@@ -72,16 +72,24 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
 }
 
 pub const METADATA_HEADER: &[&str] = &[
-    "LABEL", "ACCOUNT", "AUTH", "SENDER", "HINT", "VERSION", "STATE", "CHECKED",
+    "LABEL", "ACCOUNT", "REGION", "AUTH", "SENDER", "HINT", "VERSION", "STATE", "CHECKED",
 ];
 
 /// One credential as a row under [`METADATA_HEADER`].
 pub fn metadata_row(m: &CredentialMetadata) -> Vec<String> {
     use credvault::proto::v1::credential_metadata::Sender;
-    let auth = if m.api_key_sid.is_empty() {
-        "auth-token".to_string()
-    } else {
-        format!("api-key {}", m.api_key_sid)
+    use credvault::proto::v1::KeyType;
+    let mut auth = match m.key_type() {
+        _ if m.api_key_sid.is_empty() => "auth-token".to_string(),
+        KeyType::Unspecified => format!("api-key {}", m.api_key_sid),
+        kind => format!("api-key {} ({})", m.api_key_sid, key_type(kind)),
+    };
+    if m.over_privileged {
+        auth.push_str(" [over-privileged]");
+    }
+    let region = match m.edge.as_str() {
+        "" => m.region.clone(),
+        edge => format!("{} ({edge})", m.region),
     };
     let sender = match &m.sender {
         Some(Sender::MessagingServiceSid(sid)) => sid.clone(),
@@ -92,6 +100,7 @@ pub fn metadata_row(m: &CredentialMetadata) -> Vec<String> {
     vec![
         m.label.clone(),
         m.account_sid.clone(),
+        region,
         auth,
         sender,
         m.secret_hint.clone(),
@@ -101,6 +110,16 @@ pub fn metadata_row(m: &CredentialMetadata) -> Vec<String> {
             .checked_at
             .map_or_else(|| "-".into(), |t| t.to_string()),
     ]
+}
+
+fn key_type(kind: credvault::proto::v1::KeyType) -> &'static str {
+    use credvault::proto::v1::KeyType;
+    match kind {
+        KeyType::Main => "main",
+        KeyType::Standard => "standard",
+        KeyType::Restricted => "restricted",
+        KeyType::Unknown | KeyType::Unspecified => "unknown",
+    }
 }
 
 fn state(state: ValidationState) -> &'static str {
@@ -125,6 +144,9 @@ pub fn validation_fields(r: &ValidationResult) -> Vec<(&'static str, String)> {
     }
     if !r.message_sid.is_empty() {
         pairs.push(("message sid", r.message_sid.clone()));
+    }
+    if r.key_type() != credvault::proto::v1::KeyType::Unspecified {
+        pairs.push(("key type", key_type(r.key_type()).to_string()));
     }
     pairs
 }

@@ -72,6 +72,9 @@ fn table(r: &ResolveResponse, show_secrets: bool) -> Vec<(&'static str, String)>
         ("auth", auth),
         ("sender", sender),
         ("version", r.version.to_string()),
+        ("region", r.region.clone()),
+        ("api base url", r.api_base_url.clone()),
+        ("messaging base url", r.messaging_base_url.clone()),
         ("username", r.username.clone()),
         ("password", password),
     ]

@@ -89,8 +89,15 @@ pub(super) fn create(
             return twilio_error(400, 21606, "The 'From' phone number provided is not a valid message-capable Twilio phone number for this destination/account.");
         }
     }
-    let (Some(to), Some(body)) = (to, body) else {
-        violation("POST Messages.json without To or Body".into());
+    let (Some(to), Some(body)) = (to.clone(), body.clone()) else {
+        // Neither: credvault's create permission probe, which no message can be made of.
+        if to.is_some() || body.is_some() {
+            violation("POST Messages.json with only one of To and Body".into());
+        } else {
+            state
+                .probes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         return twilio_error(400, 21604, "A 'To' phone number is required.");
     };
     if let Some((_, code, message)) = RECIPIENT_ERRORS.iter().find(|(n, _, _)| *n == to) {

@@ -36,9 +36,22 @@ pub struct Account {
     pub api_key_secret: String,
     /// `Some((http status, code))`: the API key is a Restricted key without Messaging read.
     pub key_restricted: Option<(u16, i32)>,
+    /// What the API key may do, as Twilio answers the key type probe.
+    pub key_kind: KeyKind,
     /// Messaging services, each with the account that owns it.
     pub services: HashMap<String, String>,
     pub numbers: HashSet<String>,
+}
+
+/// Twilio's API key types, as the fake plays them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// May list the account's keys.
+    Main,
+    /// Refused on Keys.json with 401 / 20003.
+    Standard,
+    /// Refused outside its policy with 403 / 70051; `create`: may it create messages.
+    Restricted { create: bool },
 }
 
 /// One SMS the fake accepted.
@@ -92,6 +105,8 @@ struct State {
     log: Mutex<Vec<String>>,
     violations: Mutex<Vec<String>>,
     sent: Mutex<Vec<SentSms>>,
+    /// Message creations without `To` or `Body` (the create permission probe).
+    probes: AtomicU32,
 }
 
 pub struct FakeTwilio {
@@ -115,6 +130,7 @@ impl FakeTwilio {
             log: Mutex::default(),
             violations: Mutex::default(),
             sent: Mutex::default(),
+            probes: AtomicU32::new(0),
         });
         let app = Router::new().fallback({
             let state = state.clone();
@@ -182,6 +198,11 @@ impl FakeTwilio {
     /// "METHOD /path" of every request so far.
     pub fn requests(&self) -> Vec<String> {
         self.state.log.lock().unwrap().clone()
+    }
+
+    /// How many create permission probes (a message without a recipient) came.
+    pub fn create_probes(&self) -> u32 {
+        self.state.probes.load(Ordering::SeqCst)
     }
 
     pub fn sent(&self) -> Vec<SentSms> {
@@ -328,6 +349,19 @@ async fn handle(
             "next_page_uri": null, "previous_page_uri": null, "uri": format!("{acct}/Messages.json?PageSize=1&Page=0")}),
         );
     }
+    if method == Method::GET && path == format!("{acct}/Keys.json") {
+        if query != [("PageSize".to_owned(), "1".to_owned())] {
+            violation(format!(
+                "GET Keys.json with query {query:?}, want PageSize=1"
+            ));
+        }
+        let keys = || json_ok(json!({"keys": [], "page": 0, "page_size": 1}));
+        return match (&caller, account.key_kind) {
+            (Caller::Token, _) | (Caller::Key, KeyKind::Main) => keys(),
+            (Caller::Key, KeyKind::Standard) => twilio_error(401, 20003, "Authenticate"),
+            (Caller::Key, KeyKind::Restricted { .. }) => restricted_refusal(),
+        };
+    }
     if method == Method::GET && path == format!("{acct}/IncomingPhoneNumbers.json") {
         let wanted: Vec<_> = query.iter().filter(|(k, _)| k == "PhoneNumber").collect();
         if wanted.len() != 1 || query.len() != 1 {
@@ -357,6 +391,10 @@ async fn handle(
         };
     }
     if method == Method::POST && path == format!("{acct}/Messages.json") {
+        // Twilio checks the key's permission before the parameters.
+        if let (Caller::Key, KeyKind::Restricted { create: false }) = (&caller, account.key_kind) {
+            return restricted_refusal();
+        }
         let forced = *state.faults.sms_error.lock().unwrap();
         if let Some((status, code)) = forced {
             return twilio_error(status, code, "Refused by the fake");
@@ -370,6 +408,14 @@ async fn handle(
     }
     violation(format!("unexpected request {method} {path}"));
     not_found()
+}
+
+fn restricted_refusal() -> Response {
+    twilio_error(
+        403,
+        70051,
+        "Authorization Failed: the API key is missing a permission for this request",
+    )
 }
 
 fn raw_reply(raw: Raw) -> Response {

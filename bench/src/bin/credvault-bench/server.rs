@@ -82,6 +82,7 @@ pub fn credential(i: usize) -> Credential {
         sender: credvault::domain::Sender::MessagingService(
             MessagingServiceSid::parse(&format!("MG{hex}")).expect("valid sid"),
         ),
+        location: Default::default(),
     }
 }
 
@@ -99,6 +100,7 @@ pub fn credential_pb(i: usize) -> pb::TwilioCredential {
         sender: Some(pb::twilio_credential::Sender::MessagingServiceSid(format!(
             "MG{hex}"
         ))),
+        ..Default::default()
     }
 }
 
