@@ -53,34 +53,6 @@ async fn two_regions() -> (Env, FakeTwilio) {
     (env, ie1)
 }
 
-async fn listed(env: &mut Env, label: &str) -> pb::CredentialMetadata {
-    let list = env
-        .client
-        .list(pb::ListRequest {
-            owner: OWNER.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    list.credentials
-        .into_iter()
-        .find(|m| m.label == label)
-        .expect("listed")
-}
-
-async fn resolve(env: &mut Env, label: &str) -> pb::ResolveResponse {
-    env.client
-        .resolve(pb::ResolveRequest {
-            owner: OWNER.into(),
-            label: label.into(),
-            require_valid: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test]
 async fn each_region_is_asked_at_its_own_hosts() {
     let (mut env, ie1) = two_regions().await;
@@ -104,16 +76,16 @@ async fn each_region_is_asked_at_its_own_hosts() {
     assert_eq!(env.fake.requests().len(), 2);
 
     // Resolve tells callers where to go: the Region, its default edge, and the bases.
-    let eu = resolve(&mut env, "eu").await;
+    let eu = env.resolve("eu", false).await.unwrap();
     assert_eq!((eu.region.as_str(), eu.edge.as_str()), ("ie1", "dublin"));
     assert_eq!(
         (eu.api_base_url.as_str(), eu.messaging_base_url.as_str()),
         (ie1.base.as_str(), ie1.base.as_str())
     );
-    let us = resolve(&mut env, "us").await;
+    let us = env.resolve("us", false).await.unwrap();
     assert_eq!((us.region.as_str(), us.edge.as_str()), ("us1", ""));
     assert_eq!(us.api_base_url, env.fake.base);
-    let meta = listed(&mut env, "eu").await;
+    let meta = env.metadata("eu").await;
     assert_eq!(
         (meta.region.as_str(), meta.edge.as_str()),
         ("ie1", "dublin")
@@ -151,7 +123,7 @@ async fn a_credential_of_another_region_is_invalid_and_says_so() {
     let r = env.validate("eu", "", "").await.unwrap().result.unwrap();
     assert!(r.valid, "{r:?}");
     assert_eq!(
-        listed(&mut env, "eu").await.validation.unwrap().state(),
+        env.metadata("eu").await.validation.unwrap().state(),
         pb::ValidationState::Valid
     );
 }
@@ -161,7 +133,7 @@ async fn an_edge_is_kept_and_a_bad_region_or_edge_names_the_allowed_values() {
     let (mut env, _ie1) = two_regions().await;
     env.add("fra", in_region(ie1_token_credential(), "ie1", "frankfurt"))
         .await;
-    let r = resolve(&mut env, "fra").await;
+    let r = env.resolve("fra", false).await.unwrap();
     assert_eq!((r.region.as_str(), r.edge.as_str()), ("ie1", "frankfurt"));
 
     for (region, edge, field, allowed) in [
@@ -185,7 +157,7 @@ async fn an_old_client_and_an_old_record_are_us1() {
     let mut env = env().await;
     // An old client sends no region: the fields' defaults.
     env.add("old", token_credential()).await;
-    let meta = listed(&mut env, "old").await;
+    let meta = env.metadata("old").await;
     assert_eq!((meta.region.as_str(), meta.edge.as_str()), ("us1", ""));
     assert!(
         meta.over_privileged,
@@ -216,7 +188,7 @@ async fn each_key_type_is_detected_and_listed() {
         let (mut env, r) = key_of(kind).await;
         assert!(r.valid, "{kind:?}: {r:?}");
         assert_eq!(r.key_type(), want, "{kind:?}");
-        let meta = listed(&mut env, "key").await;
+        let meta = env.metadata("key").await;
         assert_eq!(meta.key_type(), want, "{kind:?}");
         assert_eq!(meta.over_privileged, over_privileged, "{kind:?}");
         // Only a Restricted key is asked whether it may create messages.
@@ -243,10 +215,7 @@ async fn the_key_type_is_kept_when_a_test_sms_decides() {
         "{r:?}"
     );
     assert_eq!(r.key_type(), pb::KeyType::Standard);
-    assert_eq!(
-        listed(&mut env, "key").await.key_type(),
-        pb::KeyType::Standard
-    );
+    assert_eq!(env.metadata("key").await.key_type(), pb::KeyType::Standard);
 }
 
 #[tokio::test]
@@ -260,7 +229,7 @@ async fn a_restricted_key_that_may_not_create_messages_is_invalid() {
         "lacks Messages create",
     );
     assert_eq!(r.key_type(), pb::KeyType::Restricted);
-    let meta = listed(&mut env, "key").await;
+    let meta = env.metadata("key").await;
     let status = meta.validation.as_ref().unwrap();
     assert_eq!(status.state(), pb::ValidationState::Invalid);
     assert!(
@@ -291,7 +260,7 @@ async fn a_replaced_key_forgets_the_old_type() {
     let mut req = add_request(OWNER, "key", api_key_credential());
     req.replace = true;
     env.client.add(req).await.unwrap();
-    let meta = listed(&mut env, "key").await;
+    let meta = env.metadata("key").await;
     assert_eq!(meta.key_type(), pb::KeyType::Unspecified);
     assert!(!meta.over_privileged, "not known until validated");
 }

@@ -12,11 +12,12 @@ use serde::Deserialize;
 
 use super::client::{Idempotency, Reply};
 use super::errors::{self, ApiErrorBody, TwilioError};
+use super::key_type;
 use super::{BaseUrls, Outcome, Step, TestMessage, TwilioClient};
 use crate::domain::{Auth, Credential, KeyType, MessageSid, Region, Sender};
 
 /// A check passed (`Ok`) or produced the final, rejecting outcome (`Err`).
-type Check = Result<u16, Outcome>;
+pub(super) type Check = Result<u16, Outcome>;
 
 /// The auth and sender checks, then (API keys) the key type probe, stopping at the first
 /// rejection.
@@ -31,10 +32,10 @@ pub(super) async fn run(tw: &TwilioClient, cred: &Credential) -> Result<Outcome,
     };
     let key_type = match &cred.auth {
         Auth::AuthToken(_) => None,
-        Auth::ApiKey { .. } => Some(key_type(tw, cred, &urls).await?),
+        Auth::ApiKey { .. } => Some(key_type::probe(tw, cred, &urls).await?),
     };
     if key_type == Some(KeyType::Restricted) {
-        if let Err(rejected) = may_create_messages(tw, cred, &urls).await? {
+        if let Err(rejected) = key_type::may_create_messages(tw, cred, &urls).await? {
             return Ok(rejected);
         }
     }
@@ -49,14 +50,21 @@ pub(super) async fn run(tw: &TwilioClient, cred: &Credential) -> Result<Outcome,
     })
 }
 
-fn get(tw: &TwilioClient, cred: &Credential, url: &str) -> reqwest::RequestBuilder {
+pub(super) fn get(tw: &TwilioClient, cred: &Credential, url: &str) -> reqwest::RequestBuilder {
     tw.http
         .client()
         .get(url)
         .basic_auth(cred.username(), Some(cred.password().expose()))
 }
 
-fn account_url(urls: &BaseUrls, cred: &Credential, rest: &str) -> String {
+pub(super) fn post(tw: &TwilioClient, cred: &Credential, url: &str) -> reqwest::RequestBuilder {
+    tw.http
+        .client()
+        .post(url)
+        .basic_auth(cred.username(), Some(cred.password().expose()))
+}
+
+pub(super) fn account_url(urls: &BaseUrls, cred: &Credential, rest: &str) -> String {
     format!(
         "{}/2010-04-01/Accounts/{}{rest}",
         urls.api, cred.account_sid
@@ -274,11 +282,7 @@ pub(super) async fn test_message(
     let reply = tw
         .http
         .send(CALL, Idempotency::CreatesMessage, || {
-            tw.http
-                .client()
-                .post(&url)
-                .basic_auth(cred.username(), Some(cred.password().expose()))
-                .form(&form)
+            post(tw, cred, &url).form(&form)
         })
         .await?;
     // Twilio's text may quote the number: it never reaches a status, a log or the record.
@@ -348,105 +352,15 @@ pub(super) async fn test_message(
 }
 
 /// The form field naming the credential's sender.
-fn sender_field(cred: &Credential) -> (&'static str, &str) {
+pub(super) fn sender_field(cred: &Credential) -> (&'static str, &str) {
     match &cred.sender {
         Sender::MessagingService(mg) => ("MessagingServiceSid", mg.as_str()),
         Sender::FromNumber(n) => ("From", n.as_str()),
     }
 }
 
-/// What an API key may do, once its auth is known good: listing the account's keys is for Main
-/// keys only. Twilio answers 200 to a Main key, 401 with 20003 to a Standard key, and 70051 to a
-/// Restricted key (outside its policy). An answer that tells none of these is `Unknown`: the
-/// probe is advice, not a check, so only a rate limit (which the caller must honour) ends the
-/// validation without a verdict.
-async fn key_type(
-    tw: &TwilioClient,
-    cred: &Credential,
-    urls: &BaseUrls,
-) -> Result<KeyType, TwilioError> {
-    const CALL: &str = "key type probe";
-    let url = account_url(urls, cred, "/Keys.json");
-    let reply = match tw
-        .http
-        .send(CALL, Idempotency::Safe, || {
-            get(tw, cred, &url).query(&[("PageSize", "1")])
-        })
-        .await
-    {
-        Ok(reply) => reply,
-        Err(e @ TwilioError::RateLimited { .. }) => return Err(e),
-        Err(e) => {
-            tracing::info!(error = %e, "API key type not told");
-            return Ok(KeyType::Unknown);
-        }
-    };
-    let code = ApiErrorBody::parse(&reply.body).code;
-    Ok(match (reply.status.as_u16(), code) {
-        (200, _) => {
-            #[derive(Deserialize)]
-            struct Keys {
-                #[allow(dead_code)] // its presence is the check
-                keys: Vec<serde::de::IgnoredAny>,
-            }
-            match parse::<Keys>(CALL, &reply) {
-                Ok(_) => KeyType::Main,
-                Err(_) => KeyType::Unknown,
-            }
-        }
-        (_, Some(errors::KEY_LACKS_PERMISSION)) => KeyType::Restricted,
-        (401, Some(errors::AUTHENTICATE)) => KeyType::Standard,
-        (status, code) => {
-            tracing::info!(status, code, "API key type not told by Twilio's answer");
-            KeyType::Unknown
-        }
-    })
-}
-
-/// Whether a Restricted key's policy lets it create messages, asked without sending one: a POST
-/// with the sender and no `To`, which no message can be made of. Twilio checks the key's
-/// permission first (70051 without it), then the parameters (400, 21604 "A 'To' phone number is
-/// required").
-async fn may_create_messages(
-    tw: &TwilioClient,
-    cred: &Credential,
-    urls: &BaseUrls,
-) -> Result<Check, TwilioError> {
-    const CALL: &str = "message create permission probe";
-    let url = account_url(urls, cred, "/Messages.json");
-    let form = [sender_field(cred)];
-    // Safe to repeat: without a recipient, nothing is created.
-    let reply = tw
-        .http
-        .send(CALL, Idempotency::Safe, || {
-            tw.http
-                .client()
-                .post(&url)
-                .basic_auth(cred.username(), Some(cred.password().expose()))
-                .form(&form)
-        })
-        .await?;
-    let status = reply.status.as_u16();
-    let body = ApiErrorBody::parse(&reply.body);
-    if lacks_permission(body.code.unwrap_or(0), status) {
-        let mut outcome = rejection(Step::KeyType, status, &body, |_, _| {
-            "Restricted API key: its policy lacks Messages create, so it cannot send SMS".into()
-        });
-        outcome.key_type = Some(KeyType::Restricted);
-        return Ok(Err(outcome));
-    }
-    match (status, body.code) {
-        (400, Some(_)) => Ok(Ok(status)),
-        _ => Err(off_spec(
-            CALL,
-            &reply,
-            "an answer to a message without a recipient that is neither a permission refusal nor a parameter error",
-        )),
-    }
-}
-
 /// 403, or a code Twilio uses for a key without the permission (Restricted keys).
-fn lacks_permission(code: i32, status: u16) -> bool {
+pub(super) fn lacks_permission(code: i32, status: u16) -> bool {
     status == 403 || code == errors::FORBIDDEN || code == errors::KEY_LACKS_PERMISSION
 }
 
@@ -508,7 +422,7 @@ fn refused_with(
 
 /// A rejecting outcome: `explain(code, status)` gives the reason for this step, and Twilio's own
 /// message (bounded) is appended.
-fn rejection(
+pub(super) fn rejection(
     step: Step,
     status: u16,
     body: &ApiErrorBody,
@@ -534,7 +448,7 @@ fn with_twilio_message(reason: String, body: &ApiErrorBody) -> String {
     }
 }
 
-fn off_spec(call: &'static str, reply: &Reply, what: &str) -> TwilioError {
+pub(super) fn off_spec(call: &'static str, reply: &Reply, what: &str) -> TwilioError {
     TwilioError::Unexpected {
         call,
         status: reply.status.as_u16(),
@@ -544,7 +458,10 @@ fn off_spec(call: &'static str, reply: &Reply, what: &str) -> TwilioError {
 
 /// Parses a 200 reply into the documented shape. serde's error text quotes the input, so only
 /// its position is kept.
-fn parse<T: DeserializeOwned>(call: &'static str, reply: &Reply) -> Result<T, TwilioError> {
+pub(super) fn parse<T: DeserializeOwned>(
+    call: &'static str,
+    reply: &Reply,
+) -> Result<T, TwilioError> {
     serde_json::from_slice(&reply.body).map_err(|e| {
         let what = if e.is_data() {
             "the JSON does not have the documented shape"

@@ -9,6 +9,7 @@ mod checks;
 mod client;
 mod errors;
 mod hosts;
+mod key_type;
 
 pub use errors::{BuildError, TwilioError};
 pub use hosts::{BaseUrls, Hosts};

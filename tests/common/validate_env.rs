@@ -115,8 +115,8 @@ impl Env {
             .map(|r| r.into_inner())
     }
 
-    /// The validation status List shows for `label`.
-    pub async fn listed(&mut self, label: &str) -> (u64, pb::ValidationStatus) {
+    /// The metadata List shows for `label`.
+    pub async fn metadata(&mut self, label: &str) -> pb::CredentialMetadata {
         let list = self
             .client
             .list(pb::ListRequest {
@@ -126,11 +126,15 @@ impl Env {
             .await
             .unwrap()
             .into_inner();
-        let m = list
-            .credentials
+        list.credentials
             .into_iter()
             .find(|m| m.label == label)
-            .expect("listed");
+            .expect("listed")
+    }
+
+    /// The validation status List shows for `label`.
+    pub async fn listed(&mut self, label: &str) -> (u64, pb::ValidationStatus) {
+        let m = self.metadata(label).await;
         (m.version, m.validation.unwrap())
     }
 
@@ -138,10 +142,18 @@ impl Env {
         &mut self,
         label: &str,
     ) -> Result<pb::ResolveResponse, tonic::Status> {
+        self.resolve(label, true).await
+    }
+
+    pub async fn resolve(
+        &mut self,
+        label: &str,
+        require_valid: bool,
+    ) -> Result<pb::ResolveResponse, tonic::Status> {
         let req = pb::ResolveRequest {
             owner: OWNER.into(),
             label: label.into(),
-            require_valid: true,
+            require_valid,
         };
         self.client.resolve(req).await.map(|r| r.into_inner())
     }
