@@ -97,6 +97,7 @@ async fn auth(tw: &TwilioClient, cred: &Credential, urls: &BaseUrls) -> Result<C
                 .await?;
             if reply.status != StatusCode::OK {
                 return refused(CALL, Step::Auth, &reply, |code, status| match (code, status) {
+                    (errors::ACCOUNT_INACTIVE, _) => inactive(cred),
                     (errors::AUTHENTICATE, _) | (_, 401) => {
                         format!("Twilio refused the Account SID and Auth Token (wrong token, or a suspended or closed account){}", other_region(cred))
                     }
@@ -148,7 +149,9 @@ async fn auth(tw: &TwilioClient, cred: &Credential, urls: &BaseUrls) -> Result<C
                 return Ok(Ok(200));
             }
             let mut outcome = refused(CALL, Step::Auth, &reply, |code, status| {
-                if lacks_permission(code, status) {
+                if code == errors::ACCOUNT_INACTIVE {
+                    inactive(cred)
+                } else if lacks_permission(code, status) {
                     format!("API key {sid} lacks permission to read the account's Messages: a Restricted key needs the Messaging read and create permissions")
                 } else if code == errors::AUTHENTICATE || status == 401 {
                     format!("Twilio refused API key {sid} and its secret for account {} (wrong secret, deleted key, key of another account, or a suspended or closed account){}", cred.account_sid, other_region(cred))
@@ -362,6 +365,13 @@ pub(super) fn sender_field(cred: &Credential) -> (&'static str, &str) {
 /// 403, or a code Twilio uses for a key without the permission (Restricted keys).
 pub(super) fn lacks_permission(code: i32, status: u16) -> bool {
     status == 403 || code == errors::FORBIDDEN || code == errors::KEY_LACKS_PERMISSION
+}
+
+fn inactive(cred: &Credential) -> String {
+    format!(
+        "account {} is not active (suspended or closed)",
+        cred.account_sid
+    )
 }
 
 fn generic(call: &str, code: i32, status: u16) -> String {

@@ -2,6 +2,7 @@
 //! none for the message POST, and replies read with a size cap into buffers wiped on drop.
 
 use std::error::Error as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{CONTENT_LENGTH, RETRY_AFTER};
@@ -42,6 +43,28 @@ pub(super) struct Reply {
 pub(super) struct Http {
     client: reqwest::Client,
     max_retries: u32,
+    /// Spaces this client's requests (background re-validation); `None`: as fast as asked.
+    pacer: Option<Arc<Pacer>>,
+}
+
+/// Spaces requests at least `interval` apart, across every task sharing it: a cap on the rate
+/// at which one user of the client calls Twilio, retries included.
+#[derive(Debug)]
+struct Pacer {
+    interval: Duration,
+    next: Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 impl Http {
@@ -57,7 +80,20 @@ impl Http {
         Ok(Self {
             client,
             max_retries: cfg.max_retries,
+            pacer: None,
         })
+    }
+
+    /// The same connection pool, sending at most `per_second` requests a second (its own
+    /// budget, not shared with the original).
+    pub fn paced(&self, per_second: u32) -> Self {
+        Self {
+            pacer: Some(Arc::new(Pacer {
+                interval: Duration::from_secs(1) / per_second.max(1),
+                next: Mutex::new(tokio::time::Instant::now()),
+            })),
+            ..self.clone()
+        }
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -80,6 +116,9 @@ impl Http {
         loop {
             attempt += 1;
             let out_of_retries = attempt > max_retries;
+            if let Some(pacer) = &self.pacer {
+                pacer.wait().await;
+            }
             let wait = match make().send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -121,7 +160,11 @@ async fn finish(
     let may_have_sent = idempotency == Idempotency::CreatesMessage
         && (status.is_success() || status.is_server_error());
     if status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(TwilioError::RateLimited { call, attempts });
+        return Err(TwilioError::RateLimited {
+            call,
+            attempts,
+            retry_after: retry_after_header(&resp),
+        });
     }
     if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
         if may_have_sent {
@@ -187,8 +230,13 @@ async fn read_body(mut resp: Response) -> Result<Zeroizing<Vec<u8>>, String> {
     }
 }
 
-/// Retry-After in seconds (Twilio sends seconds), capped.
+/// Retry-After in seconds (Twilio sends seconds), capped: a retry within the caller's wait.
 fn retry_after(resp: &Response) -> Option<Duration> {
+    retry_after_header(resp).map(|d| d.min(MAX_RETRY_AFTER))
+}
+
+/// Retry-After in seconds, as sent (at most a day, so no sum with it overflows).
+fn retry_after_header(resp: &Response) -> Option<Duration> {
     let secs: u64 = resp
         .headers()
         .get(RETRY_AFTER)?
@@ -197,7 +245,7 @@ fn retry_after(resp: &Response) -> Option<Duration> {
         .trim()
         .parse()
         .ok()?;
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+    Some(Duration::from_secs(secs.min(86_400)))
 }
 
 /// Exponential backoff with up to 25% jitter, so that many validations rate limited together do
@@ -261,6 +309,26 @@ fn describe(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_pacer_spaces_every_wait_across_tasks() {
+        let pacer = Arc::new(Pacer {
+            interval: Duration::from_millis(50),
+            next: Mutex::new(tokio::time::Instant::now()),
+        });
+        let started = tokio::time::Instant::now();
+        let waits: Vec<_> = (0..5)
+            .map(|_| {
+                let pacer = pacer.clone();
+                tokio::spawn(async move { pacer.wait().await })
+            })
+            .collect();
+        for w in waits {
+            w.await.unwrap();
+        }
+        // The first goes at once, each later one 50 ms after the one before.
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

@@ -52,6 +52,7 @@ pub fn bounded(text: &str) -> String {
 
 /// Twilio error codes credvault explains itself.
 pub const AUTHENTICATE: i32 = 20003;
+pub const ACCOUNT_INACTIVE: i32 = 20005;
 pub const NOT_FOUND: i32 = 20404;
 pub const FORBIDDEN: i32 = 20403;
 pub const TOO_MANY_REQUESTS: i32 = 20429;
@@ -99,6 +100,7 @@ pub fn explain(code: i32) -> Option<&'static str> {
         AUTHENTICATE => {
             "authentication failed: wrong SID or secret, a deleted key, or a suspended or closed account"
         }
+        ACCOUNT_INACTIVE => "the account is not active (suspended or closed)",
         NOT_FOUND => "the resource was not found in this account",
         FORBIDDEN | KEY_LACKS_PERMISSION => "the credential lacks the permission for this request",
         TOO_MANY_REQUESTS => "Twilio's rate limit was reached",
@@ -138,7 +140,13 @@ pub enum TwilioError {
         attempts: u32,
     },
     #[error("{call}: rate limited by Twilio (HTTP 429, code 20429) after {attempts} attempts; retry later")]
-    RateLimited { call: &'static str, attempts: u32 },
+    RateLimited {
+        call: &'static str,
+        attempts: u32,
+        /// The last reply's Retry-After, as Twilio sent it (uncapped): background work waits
+        /// this long before asking again.
+        retry_after: Option<std::time::Duration>,
+    },
     /// A reply that Twilio's API does not describe (a proxy's page, a redirect, a JSON shape off
     /// the spec). Not transient: retrying gets the same.
     #[error("{call}: unexpected reply (HTTP {status}): {detail}")]
@@ -177,7 +185,7 @@ mod tests {
 
     #[test]
     fn known_codes_are_explained() {
-        for code in [20003, 20429, 70051]
+        for code in [20003, 20005, 20429, 70051]
             .iter()
             .chain(RECIPIENT_CODES)
             .chain(SENDER_CODES)

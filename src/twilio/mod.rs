@@ -73,6 +73,15 @@ impl TwilioClient {
         })
     }
 
+    /// A client on the same connection pool that sends at most `per_second` requests a
+    /// second, retries included (background re-validation's own budget).
+    pub fn paced(&self, per_second: u32) -> Self {
+        Self {
+            http: self.http.paced(per_second),
+            hosts: self.hosts.clone(),
+        }
+    }
+
     /// Where each Region's requests go (Resolve hands these to callers).
     pub fn hosts(&self) -> &Hosts {
         &self.hosts
