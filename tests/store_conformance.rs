@@ -251,3 +251,73 @@ async fn two_vaults_on_one_etcd_prefix_share_keyring_and_records() {
         "another root key must not open the shared keyring"
     );
 }
+
+/// A lock of a store one process opens is granted at once and never lost.
+#[tokio::test]
+async fn a_sled_lock_is_granted_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+    let mut lock = store
+        .try_lock("revalidate", std::time::Duration::from_secs(3))
+        .await
+        .unwrap()
+        .expect("granted");
+    assert!(lock.is_held());
+    let lost = tokio::time::timeout(std::time::Duration::from_millis(100), lock.lost()).await;
+    assert!(lost.is_err(), "lost");
+}
+
+/// etcd's lock (a key under a lease): one holder among the clients of a prefix, free again at
+/// once when released, and reported lost when etcd stops confirming its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_lock_has_one_holder_and_is_lost_when_etcd_stops_renewing_it() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(etcd) = etcd::Etcd::start(dir.path()) else {
+        return;
+    };
+    let config = etcd::store_config(std::slice::from_ref(&etcd.endpoint), "/credvault/");
+    let a = EtcdStore::connect(&config).await.unwrap();
+    let b = EtcdStore::connect(&config).await.unwrap();
+    let ttl = Duration::from_secs(3);
+
+    let held = a.try_lock("revalidate", ttl).await.unwrap().expect("free");
+    assert!(held.is_held());
+    assert!(
+        b.try_lock("revalidate", ttl).await.unwrap().is_none(),
+        "two holders"
+    );
+    assert!(
+        a.try_lock("revalidate", ttl).await.unwrap().is_none(),
+        "taken twice by one client"
+    );
+    // Another name is another lock.
+    assert!(b.try_lock("other", ttl).await.unwrap().is_some());
+    // Still held after several renewals (a third of the TTL each).
+    tokio::time::sleep(ttl * 2).await;
+    assert!(held.is_held());
+    assert!(b.try_lock("revalidate", ttl).await.unwrap().is_none());
+    let keys = a.scan(b"lock/", None, 10).await.unwrap();
+    assert!(
+        keys.iter().any(|(k, _)| k == b"lock/revalidate"),
+        "{keys:?}"
+    );
+
+    // Released: free for the other client at once, not after the TTL.
+    held.release().await;
+    let mut taken = b
+        .try_lock("revalidate", ttl)
+        .await
+        .unwrap()
+        .expect("free after release");
+
+    // etcd stops answering: the holder says it lost the lock, before the lease can expire.
+    etcd.freeze(true);
+    let lost = tokio::time::timeout(ttl * 2, taken.lost()).await;
+    etcd.freeze(false);
+    assert!(
+        lost.is_ok(),
+        "the lock was not reported lost while etcd was frozen"
+    );
+    assert!(!taken.is_held());
+}

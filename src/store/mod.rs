@@ -6,10 +6,12 @@
 
 mod etcd;
 mod flusher;
+mod lock;
 mod sled;
 
 pub use self::etcd::{pb as etcd_pb, EtcdStore};
 pub use self::flusher::{Faults, FlushHold};
+pub use self::lock::Lock;
 pub use self::sled::SledStore;
 
 use async_trait::async_trait;
@@ -125,4 +127,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Follows whether the store can take writes (health checks turn NOT_SERVING when not).
     fn health(&self) -> tokio::sync::watch::Receiver<Health>;
+
+    /// Takes the lock `name` unless another instance sharing this store holds it (`Ok(None)`).
+    /// etcd: a key under a lease of `ttl`, kept alive while the `Lock` lives; an instance that
+    /// dies without releasing it frees it after `ttl`. A store one process opens (sled, by
+    /// default) grants it at once, for good.
+    async fn try_lock(
+        &self,
+        _name: &str,
+        _ttl: std::time::Duration,
+    ) -> Result<Option<Lock>, StoreError> {
+        Ok(Some(Lock::exclusive()))
+    }
 }

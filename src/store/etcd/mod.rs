@@ -19,6 +19,7 @@
 
 mod batch;
 mod cache;
+mod lease;
 mod probe;
 mod retry;
 mod session;
@@ -49,7 +50,7 @@ use self::batch::Reads;
 use self::cache::Cache;
 use self::retry::retrying;
 use self::session::{Conn, Session};
-use super::{Entry, Health, Store, StoreError, Stored};
+use super::{Entry, Health, Lock, Store, StoreError, Stored};
 use crate::config::{EtcdConfig, EtcdRead};
 
 /// How long one round of `wait_until_reachable` retries before it says it is still waiting.
@@ -57,6 +58,8 @@ const WAIT_ROUND: Duration = Duration::from_secs(2);
 
 pub struct EtcdStore {
     kv: KvClient<Conn>,
+    /// The channel, with the session's token (for clients other than KV: leases).
+    conn: Conn,
     /// The login's token (if etcd's auth is on), renewed when etcd refuses it.
     session: Session,
     /// Point reads, batched into read-only Txns.
@@ -111,6 +114,7 @@ impl EtcdStore {
         Ok(Self {
             reads: Reads::start(kv.clone(), session.clone(), config.request_timeout),
             kv,
+            conn,
             session,
             prefix,
             budget: config.request_timeout,
@@ -361,6 +365,10 @@ impl Store for EtcdStore {
 
     fn health(&self) -> watch::Receiver<Health> {
         self.health.subscribe()
+    }
+
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<Option<Lock>, StoreError> {
+        self.take_lock(name, ttl).await
     }
 }
 
