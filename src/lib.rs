@@ -266,6 +266,7 @@ async fn serve_vault(
             .await
             .map_err(|e| ServeError::OpenPanicked(e.to_string()))??
     };
+    let revalidation = vault::Revalidation::start(vault.clone(), &twilio, config);
     let (routes, health) = grpc::routes(vault.clone(), twilio, access, audit, config).await?;
     let follow = tokio::spawn(grpc::follow_store_health(
         vault.store_health(),
@@ -296,6 +297,9 @@ async fn serve_vault(
     .await;
     follow.abort();
     reloading.abort();
+    if let Some(revalidation) = revalidation {
+        revalidation.stop().await;
+    }
     vault.stop_background().await;
     served?;
     vault.flush().await?;

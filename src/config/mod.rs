@@ -37,6 +37,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub audit: AuditConfig,
     pub keys: KeysConfig,
+    pub revalidate: RevalidateConfig,
     /// `CREDVAULT_STORE`: where records live, default sled.
     pub backend: Backend,
     pub etcd: EtcdConfig,
@@ -96,6 +97,17 @@ pub struct KeysConfig {
     pub max_age_days: u32,
     /// `CREDVAULT_KEYS_REWRAP_PER_SECOND`: records a rewrap re-seals per second, default 1000.
     pub rewrap_per_second: u32,
+}
+
+/// Background re-validation of every stored credential (`[revalidate]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RevalidateConfig {
+    /// `CREDVAULT_REVALIDATE_EVERY`: ask Twilio about each credential at least this often (a
+    /// period such as "6h"); `None`, "off", is the default.
+    pub every: Option<Duration>,
+    /// `CREDVAULT_REVALIDATE_REQUESTS_PER_SECOND`: the most Twilio requests a second it sends,
+    /// default 5.
+    pub requests_per_second: u32,
 }
 
 /// The most encryptions one data key may do: Vault's bound, far below XChaCha20-Poly1305's.
@@ -345,6 +357,10 @@ impl Config {
                 rotate_after_encryptions: MAX_ENCRYPTIONS_PER_KEY,
                 max_age_days: 0,
                 rewrap_per_second: crate::vault::REWRAP_PER_SECOND,
+            },
+            revalidate: RevalidateConfig {
+                every: None,
+                requests_per_second: 5,
             },
             backend: Backend::Sled,
             etcd: EtcdConfig::default(),

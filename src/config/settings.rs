@@ -129,6 +129,30 @@ impl Kind for Millis {
     }
 }
 
+/// A period such as "6h" or "90m" (humantime), at least a second; "off" or "" is none.
+struct Period;
+impl Kind for Period {
+    type T = Option<Duration>;
+    fn parse(text: &str) -> Result<Option<Duration>, String> {
+        if text.is_empty() || text == "off" {
+            return Ok(None);
+        }
+        let d = humantime::parse_duration(text).map_err(|e| {
+            format!("`{text}`: {e} (expected a period such as \"6h\" or \"90m\", or \"off\")")
+        })?;
+        if d < Duration::from_secs(1) {
+            return Err(format!("`{text}` is shorter than a second"));
+        }
+        Ok(Some(d))
+    }
+    fn show(value: &Option<Duration>) -> String {
+        value.map_or_else(
+            || quote("off"),
+            |d| quote(&humantime::format_duration(d).to_string()),
+        )
+    }
+}
+
 /// Mebibytes (the key ends in `_mb`), held as bytes.
 struct Mebibytes;
 impl Kind for Mebibytes {
@@ -276,6 +300,8 @@ pub(super) static SETTINGS: &[Setting] = settings! {
     "twilio.max_retries", "CREDVAULT_TWILIO_MAX_RETRIES", Num<u32>, |c| c.twilio.max_retries;
     "twilio.max_concurrent", "CREDVAULT_TWILIO_MAX_CONCURRENT", Positive<usize>, |c| c.twilio.max_concurrent;
     "twilio.validate_timeout_ms", "CREDVAULT_VALIDATE_TIMEOUT_MS", Millis, |c| c.twilio.validate_timeout;
+    "revalidate.every", "CREDVAULT_REVALIDATE_EVERY", Period, |c| c.revalidate.every;
+    "revalidate.requests_per_second", "CREDVAULT_REVALIDATE_REQUESTS_PER_SECOND", Positive<u32>, |c| c.revalidate.requests_per_second;
     "limits.max_request_bytes", "CREDVAULT_MAX_REQUEST_BYTES", Positive<usize>, |c| c.limits.max_request_bytes;
     "limits.max_connections", "CREDVAULT_MAX_CONNECTIONS", Positive<usize>, |c| c.limits.max_connections;
     "limits.max_streams_per_connection", "CREDVAULT_MAX_STREAMS_PER_CONNECTION", Positive<u32>, |c| c.limits.max_streams_per_connection;

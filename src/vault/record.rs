@@ -33,6 +33,13 @@ fn key_with(owner: &Owner, label: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Owner and label of a credential's key (`None`: not one of `key`'s).
+pub fn parse_key(key: &[u8]) -> Option<(Owner, Label)> {
+    let rest = std::str::from_utf8(key.strip_prefix(PREFIX)?).ok()?;
+    let (owner, label) = rest.split_once('/')?;
+    Some((Owner::parse(owner).ok()?, Label::parse(label).ok()?))
+}
+
 /// Every credential's key starts with this.
 pub const PREFIX: &[u8] = b"cred/";
 
@@ -290,6 +297,10 @@ mod tests {
             b"cred/acme/prod"
         );
         assert_eq!(owner_prefix(&owner), b"cred/acme/");
+        let (o, l) = parse_key(b"cred/acme/prod").unwrap();
+        assert_eq!((o.as_str(), l.as_str()), ("acme", "prod"));
+        assert!(parse_key(b"meta/rewrap").is_none());
+        assert!(parse_key(b"cred/acme").is_none());
     }
 
     #[test]

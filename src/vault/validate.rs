@@ -66,6 +66,20 @@ impl Validator {
         }
     }
 
+    /// A validator for background work: at most `at_once` validations, none waiting (the
+    /// caller runs no more than that), on a Twilio client of its own.
+    pub fn background(
+        vault: Arc<Vault>,
+        twilio: TwilioClient,
+        config: &Config,
+        at_once: usize,
+    ) -> Self {
+        Self {
+            admission: Admission::new(at_once, 0),
+            ..Self::new(vault, twilio, config)
+        }
+    }
+
     /// Where each Region's requests go.
     pub fn hosts(&self) -> &crate::twilio::Hosts {
         self.twilio.hosts()

@@ -108,6 +108,11 @@ impl TestServer {
 
     /// Graceful shutdown; returns what `serve` returned.
     pub async fn stop(mut self) -> Result<(), ServeError> {
+        self.shutdown().await
+    }
+
+    /// `stop` in place (the server is gone afterwards; only dropping it is left).
+    pub async fn shutdown(&mut self) -> Result<(), ServeError> {
         let _ = self.shutdown.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap()
     }

@@ -38,6 +38,8 @@ pub struct Env {
     pub fake: FakeTwilio,
     pub client: Client,
     pub server: TestServer,
+    /// What the server was started with (`restart` starts it again with the same).
+    pub config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -70,17 +72,26 @@ pub async fn env_with(tweak: impl FnOnce(&mut Config)) -> Env {
     config.twilio.request_timeout = Duration::from_secs(3);
     config.twilio.max_retries = 2;
     tweak(&mut config);
-    let server = TestServer::start(config).await;
+    let server = TestServer::start(config.clone()).await;
     let client = server.client().await;
     Env {
         fake,
         client,
         server,
+        config,
         _dir: dir,
     }
 }
 
 impl Env {
+    /// Stops the server (gracefully) and starts it again on the same data dir, after `pause`.
+    pub async fn restart(&mut self, pause: Duration) {
+        self.server.shutdown().await.unwrap();
+        tokio::time::sleep(pause).await;
+        self.server = TestServer::start(self.config.clone()).await;
+        self.client = self.server.client().await;
+    }
+
     pub async fn add(&mut self, label: &str, cred: pb::TwilioCredential) -> pb::CredentialMetadata {
         let reply = self
             .client

@@ -11,7 +11,7 @@ mod messages;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -66,8 +66,10 @@ pub struct SentSms {
 
 #[derive(Default)]
 struct Faults {
-    /// Answer this many requests with 429 + Retry-After: 1 before behaving.
+    /// Answer this many requests with 429 + Retry-After (`retry_after` s, default 1) before
+    /// behaving.
     pending_429: AtomicU32,
+    retry_after: AtomicU32,
     /// Answer every request with 500.
     always_500: AtomicBool,
     /// Sleep this long before answering.
@@ -107,6 +109,11 @@ struct State {
     sent: Mutex<Vec<SentSms>>,
     /// Message creations without `To` or `Body` (the create permission probe).
     probes: AtomicU32,
+    /// When each request came, in order (as `log`), and when each 429 was answered.
+    times: Mutex<Vec<Instant>>,
+    rate_limited: Mutex<Vec<Instant>>,
+    in_flight: AtomicU32,
+    max_in_flight: AtomicU32,
 }
 
 pub struct FakeTwilio {
@@ -131,6 +138,10 @@ impl FakeTwilio {
             violations: Mutex::default(),
             sent: Mutex::default(),
             probes: AtomicU32::new(0),
+            times: Mutex::default(),
+            rate_limited: Mutex::default(),
+            in_flight: AtomicU32::new(0),
+            max_in_flight: AtomicU32::new(0),
         });
         let app = Router::new().fallback({
             let state = state.clone();
@@ -152,7 +163,32 @@ impl FakeTwilio {
     }
 
     pub fn fail_next_with_429(&self, n: u32) {
+        self.fail_next_with_429_after(n, 1);
+    }
+
+    /// The next `n` requests get 429 with `Retry-After: {secs}`.
+    pub fn fail_next_with_429_after(&self, n: u32, secs: u32) {
+        self.state.faults.retry_after.store(secs, Ordering::SeqCst);
         self.state.faults.pending_429.store(n, Ordering::SeqCst);
+    }
+
+    /// When each request arrived, in order.
+    pub fn request_times(&self) -> Vec<Instant> {
+        self.state.times.lock().unwrap().clone()
+    }
+
+    /// When each 429 was answered.
+    pub fn rate_limited_at(&self) -> Vec<Instant> {
+        self.state.rate_limited.lock().unwrap().clone()
+    }
+
+    /// The most requests in progress at once since the last `reset_max_in_flight`.
+    pub fn max_in_flight(&self) -> u32 {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_max_in_flight(&self) {
+        self.state.max_in_flight.store(0, Ordering::SeqCst);
     }
 
     pub fn always_500(&self, on: bool) {
@@ -232,6 +268,15 @@ enum Caller {
     Key,
 }
 
+/// Counts a request in progress until dropped (whichever way the handler returns).
+struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn handle(
     state: &State,
     method: Method,
@@ -240,7 +285,14 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    state.log.lock().unwrap().push(format!("{method} {path}"));
+    {
+        let mut log = state.log.lock().unwrap();
+        log.push(format!("{method} {path}"));
+        state.times.lock().unwrap().push(Instant::now());
+    }
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let _in_flight = InFlight(&state.in_flight);
     let violation = |what: String| state.violations.lock().unwrap().push(what);
 
     let hold = state.faults.hold.lock().unwrap().take();
@@ -262,8 +314,10 @@ async fn handle(
         .is_ok();
     if take_429 {
         let mut r = twilio_error(429, 20429, "Too Many Requests");
+        let secs = state.faults.retry_after.load(Ordering::SeqCst).max(1);
         r.headers_mut()
-            .insert(header::RETRY_AFTER, "1".parse().unwrap());
+            .insert(header::RETRY_AFTER, secs.to_string().parse().unwrap());
+        state.rate_limited.lock().unwrap().push(Instant::now());
         return r;
     }
 
