@@ -58,6 +58,26 @@ async fn add_valid(env: &mut Env, label: &str) -> pb::ValidationStatus {
     env.listed(label).await.1
 }
 
+/// Adds and validates "sms-0" .. "sms-{n-1}"; their statuses after that first check.
+async fn add_valid_labels(env: &mut Env, n: usize) -> Vec<pb::ValidationStatus> {
+    let mut firsts = Vec::new();
+    for i in 0..n {
+        firsts.push(add_valid(env, &format!("sms-{i}")).await);
+    }
+    firsts
+}
+
+/// Until each "sms-{i}" was checked again after `firsts[i]`.
+async fn wait_all_checked_again(env: &mut Env, firsts: &[pb::ValidationStatus]) {
+    for (i, first) in firsts.iter().enumerate() {
+        let label = format!("sms-{i}");
+        wait_for(env, &label, Duration::from_secs(20), |s| {
+            checked_at(s) > checked_at(first)
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn a_revoked_credential_turns_invalid_within_one_period() {
     let mut env = revalidating(EVERY, |_| {}).await;
@@ -215,41 +235,19 @@ async fn after_a_restart_the_next_check_is_due_from_checked_at() {
 #[tokio::test]
 async fn at_most_two_checks_run_at_once() {
     let mut env = revalidating(EVERY, |_| {}).await;
-    let mut firsts = Vec::new();
-    for i in 0..6 {
-        firsts.push(add_valid(&mut env, &format!("sms-{i}")).await);
-    }
+    let firsts = add_valid_labels(&mut env, 6).await;
     env.fake.delay(Some(Duration::from_millis(300)));
     env.fake.reset_max_in_flight();
-    for (i, first) in firsts.iter().enumerate() {
-        wait_for(
-            &mut env,
-            &format!("sms-{i}"),
-            Duration::from_secs(20),
-            |s| checked_at(s) > checked_at(first),
-        )
-        .await;
-    }
+    wait_all_checked_again(&mut env, &firsts).await;
     assert_eq!(env.fake.max_in_flight(), 2, "checks at once");
 }
 
 #[tokio::test]
 async fn its_requests_are_paced_to_the_configured_rate() {
     let mut env = revalidating(EVERY, |c| c.revalidate.requests_per_second = 5).await;
-    let mut firsts = Vec::new();
-    for i in 0..4 {
-        firsts.push(add_valid(&mut env, &format!("sms-{i}")).await);
-    }
+    let firsts = add_valid_labels(&mut env, 4).await;
     let from = env.fake.request_times().len();
-    for (i, first) in firsts.iter().enumerate() {
-        wait_for(
-            &mut env,
-            &format!("sms-{i}"),
-            Duration::from_secs(20),
-            |s| checked_at(s) > checked_at(first),
-        )
-        .await;
-    }
+    wait_all_checked_again(&mut env, &firsts).await;
     let times = env.fake.request_times();
     let paced = &times[from..];
     assert!(paced.len() >= 8, "{} requests", paced.len());

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the fake
 
 mod messages;
+mod replies;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -14,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, Method, Uri};
+use axum::response::Response;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -24,6 +25,8 @@ use tokio::sync::Notify;
 
 #[allow(unused_imports)] // each test binary uses a different part
 pub use messages::{recipient_with, RECIPIENT, RECIPIENT_ERRORS};
+use replies::{json_ok, raw_reply};
+pub use replies::{twilio_error, Raw};
 pub const FOREIGN_ACCOUNT: &str = "ACffffffffffffffffffffffffffffffff";
 
 /// What the fake knows about the one account it hosts. Tests change it through `FakeTwilio`.
@@ -82,22 +85,6 @@ struct Faults {
     hold: Mutex<Option<(Arc<Notify>, Arc<Notify>)>>,
     /// Raw replies for requests whose "METHOD /path" ends with the key, after the auth check.
     raw: Mutex<Vec<(String, Raw)>>,
-}
-
-/// A reply that Twilio would not give (or would, in ways the happy path never sees).
-#[derive(Clone)]
-pub enum Raw {
-    /// This status, body and content type.
-    Body(u16, &'static str, Vec<u8>),
-    /// This status with a Content-Length header of `declared` bytes, then `sent` bytes, then a
-    /// body that never ends.
-    Stalled {
-        status: u16,
-        declared: u64,
-        sent: usize,
-    },
-    /// This status and a chunked body (no Content-Length) that never ends.
-    Endless(u16),
 }
 
 struct State {
@@ -250,17 +237,6 @@ impl FakeTwilio {
         let v = self.state.violations.lock().unwrap();
         assert!(v.is_empty(), "fake Twilio saw bad requests: {v:#?}");
     }
-}
-
-/// Twilio's error body, as in the spec: `{"code", "message", "more_info", "status"}`.
-pub fn twilio_error(status: u16, code: i32, message: &str) -> Response {
-    let body = json!({
-        "code": code,
-        "message": message,
-        "more_info": format!("https://www.twilio.com/docs/errors/{code}"),
-        "status": status,
-    });
-    (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
 }
 
 enum Caller {
@@ -470,52 +446,6 @@ fn restricted_refusal() -> Response {
         70051,
         "Authorization Failed: the API key is missing a permission for this request",
     )
-}
-
-fn raw_reply(raw: Raw) -> Response {
-    match raw {
-        Raw::Body(status, content_type, body) => (
-            StatusCode::from_u16(status).unwrap(),
-            [(header::CONTENT_TYPE, content_type)],
-            body,
-        )
-            .into_response(),
-        Raw::Stalled {
-            status,
-            declared,
-            sent,
-        } => {
-            let first = futures_stream(vec![0x20; sent]);
-            let mut r = Response::new(axum::body::Body::from_stream(first));
-            *r.status_mut() = StatusCode::from_u16(status).unwrap();
-            r.headers_mut().insert(
-                header::CONTENT_LENGTH,
-                declared.to_string().parse().unwrap(),
-            );
-            r
-        }
-        Raw::Endless(status) => {
-            let chunk = Bytes::from(vec![b' '; 64 * 1024]);
-            let body = tokio_stream::iter(std::iter::repeat_with(move || {
-                Ok::<_, std::io::Error>(chunk.clone())
-            }));
-            let mut r = Response::new(axum::body::Body::from_stream(body));
-            *r.status_mut() = StatusCode::from_u16(status).unwrap();
-            r
-        }
-    }
-}
-
-/// `bytes`, then nothing for ever.
-fn futures_stream(
-    bytes: Vec<u8>,
-) -> impl tokio_stream::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    use tokio_stream::StreamExt;
-    tokio_stream::once(Ok(Bytes::from(bytes))).chain(tokio_stream::pending())
-}
-
-fn json_ok(v: Value) -> Response {
-    (StatusCode::OK, axum::Json(v)).into_response()
 }
 
 fn no_query(query: &[(String, String)], path: &str, violation: &dyn Fn(String)) {
