@@ -60,4 +60,13 @@ grep -q '^| resolve 500 during rewrap 1000/s ' "$rewrap_out" || { echo "no Resol
 if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$rewrap_out"; then
   echo "a rewrap scenario had errors"; exit 1
 fi
+# Health and Resolve beside periodic re-validation running flat out (issue 20).
+reval_out=$(mktemp)
+trap 'rm -f "$out" "$callers_out" "$rewrap_out" "$reval_out"' EXIT
+"${CARGO_TARGET_DIR:-target}"/release/credvault-bench revalidate --smoke | tee "$reval_out"
+grep -q '^| resolve 200 (revalidating) ' "$reval_out" || { echo "no Resolve-while-revalidating row"; exit 1; }
+grep -q 'the Twilio stand-in was asked [1-9]' "$reval_out" || { echo "re-validation asked the stand-in nothing"; exit 1; }
+if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$reval_out"; then
+  echo "a revalidate scenario had errors"; exit 1
+fi
 echo "40-bench-smoke: ok in $(( $(date +%s) - start )) s"

@@ -22,6 +22,8 @@ mod load;
 mod on_etcd;
 #[path = "credvault-bench/report.rs"]
 mod report;
+#[path = "credvault-bench/revalidate.rs"]
+mod revalidate;
 #[path = "credvault-bench/rewrap.rs"]
 mod rewrap;
 #[path = "credvault-bench/server.rs"]
@@ -168,7 +170,7 @@ async fn run(args: Args) -> Result<Report, String> {
         || writes
         || matches!(
             scenario.as_str(),
-            "startup" | "etcd" | "on-etcd" | "core" | "callers" | "rewrap"
+            "startup" | "etcd" | "on-etcd" | "core" | "callers" | "rewrap" | "revalidate"
         );
     if !known {
         return Err(format!("unknown scenario {scenario}\n\n{USAGE}"));
@@ -184,6 +186,13 @@ async fn run(args: Args) -> Result<Report, String> {
     if scenario == "on-etcd" {
         let n = args.creds.unwrap_or(if args.smoke { 200 } else { 1000 });
         let (rows, notes) = on_etcd::run(n, conc, conns, limits, args.rounds).await?;
+        report.rows.extend(rows);
+        report.notes.extend(notes);
+        return Ok(report);
+    }
+    if scenario == "revalidate" {
+        let n = args.creds.unwrap_or(if args.smoke { 200 } else { 2000 });
+        let (rows, notes) = revalidate::run(n, conc, conns, limits, args.rounds).await?;
         report.rows.extend(rows);
         report.notes.extend(notes);
         return Ok(report);

@@ -20,6 +20,8 @@ scenarios:
   callers            Resolve with a token (audit buffered, sync), over TLS and mTLS, each vs health
   rewrap             Resolve p99 while `keys rewrap` re-encrypts --creds (default 6000) records,
                      vs Resolve without, at the default throttle and at 10x it
+  revalidate         health and Resolve with periodic re-validation off, and running flat out
+                     (every credential always due, 50 Twilio requests/s to a loopback stand-in)
   core               Vault::resolve through the library, one caller, no gRPC (for profiling)
   all                everything above side by side in one run, with the ratios against the targets
 
