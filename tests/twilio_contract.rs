@@ -1,13 +1,15 @@
 //! Contract test: credvault's Twilio requests against mocks generated from Twilio's own OpenAPI
-//! specs (../shared/twilio/*.yaml) by Stoplight Prism. Prism checks every request against the
+//! specs (tests/fixtures/twilio/*.yaml, vendored, MIT) by Stoplight Prism. Prism checks every request against the
 //! spec (path and query parameters, basic auth, form body) and answers 4xx with validation errors
 //! when one breaks it, so a passing run proves our requests match Twilio's published API.
 //!
 //! Needs prism (`bash .ci/install.d/30-prism.sh --force` puts it in .ci/node_modules). Without
-//! it the test prints a notice and passes, except in CI (CI=true), where it fails.
+//! it the test writes a notice past the test harness's capture, so `cargo test` shows it, and
+//! passes; in CI (CI=true) it fails.
 
 mod common;
 
+use std::io::Write as _;
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -136,7 +138,7 @@ fn find_prism(root: &Path) -> Option<PathBuf> {
 /// Paths of prism and the shared specs, or `None` (after a notice) when this is not CI.
 fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let specs = root.join("../shared/twilio");
+    let specs = root.join("tests/fixtures/twilio");
     let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let missing = match (
         find_prism(&root),
@@ -144,14 +146,17 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     ) {
         (Some(prism), true) => return Some((prism, specs)),
         (None, _) => "prism not installed; run .ci/install.d/30-prism.sh --force (CI runs it)",
-        (_, false) => "../shared/twilio/*.yaml not found beside the checkout",
+        (_, false) => "tests/fixtures/twilio/*.yaml missing from the checkout",
     };
     assert!(
         !in_ci,
         "CI=true but the Twilio contract test cannot run: {missing}"
     );
-    println!("skipping: {missing}");
-    eprintln!("skipping: {missing}");
+    // Straight to the process's stderr: libtest captures `eprintln!` of a passing test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "notice: tests/twilio_contract.rs skipped: {missing}"
+    );
     None
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Stoplight Prism (a mock server generated from an OpenAPI spec) into .ci/node_modules for
-# tests/twilio_contract.rs, which mocks Twilio from ../shared/twilio/*.yaml and checks that every
+# tests/twilio_contract.rs, which mocks Twilio from tests/fixtures/twilio/*.yaml and checks that every
 # request credvault sends matches Twilio's published API. Only in CI (CI=true), or when run by hand:
 #   bash .ci/install.d/30-prism.sh --force
 set -euo pipefail

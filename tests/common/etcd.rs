@@ -4,6 +4,7 @@
 //! it the test says so and passes.
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -37,7 +38,11 @@ fn available(what: &str) -> bool {
         std::env::var("CI").as_deref() != Ok("true"),
         "CI=true but no etcd binary: .ci/install.d/40-etcd.sh installs it"
     );
-    eprintln!("notice: no etcd binary on PATH; {what} skipped (apt-get install etcd-server)");
+    // Straight to the process's stderr: libtest captures `eprintln!` of a passing test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "notice: no etcd binary on PATH; {what} skipped (apt-get install etcd-server)"
+    );
     false
 }
 

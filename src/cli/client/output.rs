@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use credvault::audit::code_name;
-use credvault::proto::v1::{CredentialMetadata, ValidationResult, ValidationState};
+use credvault::proto::v1::{CredentialMetadata, ValidationResult, ValidationState, ValidationStep};
 use credvault::proto::FILE_DESCRIPTOR_SET;
 use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
@@ -135,7 +135,7 @@ fn state(state: ValidationState) -> &'static str {
 pub fn validation_fields(r: &ValidationResult) -> Vec<(&'static str, String)> {
     let mut pairs = vec![
         ("valid", if r.valid { "yes" } else { "no" }.to_string()),
-        ("step", format!("{:?}", r.step()).to_lowercase()),
+        ("step", step_name(r.step())),
         ("reason", r.reason.clone()),
         ("http status", r.http_status.to_string()),
     ];
@@ -195,9 +195,23 @@ pub fn status_report(status: &tonic::Status) -> String {
     out
 }
 
+/// "test_message" for `VALIDATION_STEP_TEST_MESSAGE`: the proto name, without its prefix.
+fn step_name(step: ValidationStep) -> String {
+    let name = step.as_str_name();
+    name.strip_prefix("VALIDATION_STEP_")
+        .unwrap_or(name)
+        .to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_show_their_proto_name() {
+        assert_eq!(step_name(ValidationStep::TestMessage), "test_message");
+        assert_eq!(step_name(ValidationStep::KeyType), "key_type");
+    }
 
     #[test]
     fn code_names_are_canonical() {

@@ -1,7 +1,7 @@
 //! A fake Twilio on 127.0.0.1:0 serving both the REST API (2010-04-01) and the Messaging v1 API.
 //!
 //! It behaves like Twilio for the requests credvault makes (shapes and error bodies from
-//! ../shared/twilio/*.yaml) and *checks* every request: method, path, query, basic auth, form
+//! tests/fixtures/twilio/*.yaml) and *checks* every request: method, path, query, basic auth, form
 //! fields. Anything credvault should never send is recorded as a violation, and
 //! [`FakeTwilio::assert_clean`] fails the test on any.
 #![allow(dead_code)] // each test binary uses a different part of the fake
