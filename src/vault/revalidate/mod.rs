@@ -270,13 +270,17 @@ fn settle(
     checked: &mut usize,
     invalid: &mut usize,
 ) {
-    let Ok(Checked {
+    let Checked {
         key,
         before,
         result,
-    }) = done
-    else {
-        return;
+    } = match done {
+        Ok(checked) => checked,
+        Err(e) => {
+            // A panic in one check (a bug): the others go on; the credential stays due.
+            tracing::error!(error = %e, "a re-validation check ended abnormally");
+            return;
+        }
     };
     let (owner, label) = names(&key);
     match result {
