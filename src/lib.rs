@@ -21,6 +21,7 @@ mod data_dir;
 pub mod deadline;
 pub mod domain;
 mod grpc;
+pub mod metrics;
 pub mod process;
 pub mod proto;
 mod reload;
@@ -89,6 +90,8 @@ pub enum ServeError {
     Audit(#[from] audit::AuditError),
     #[error("TLS: {0}")]
     Tls(#[from] transport::TlsError),
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
     #[error("invalid [[callers]]: {0}")]
     Callers(String),
     #[error("root key file {}: {source}", path.display())]
@@ -266,6 +269,10 @@ async fn serve_vault(
             .await
             .map_err(|e| ServeError::OpenPanicked(e.to_string()))??
     };
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(metrics::serve(addr).await?),
+        None => None,
+    };
     let revalidation = vault::Revalidation::start(vault.clone(), &twilio, config);
     let (routes, health) = grpc::routes(vault.clone(), twilio, access, audit, config).await?;
     let follow = tokio::spawn(grpc::follow_store_health(
@@ -297,6 +304,7 @@ async fn serve_vault(
     .await;
     follow.abort();
     reloading.abort();
+    drop(metrics);
     if let Some(revalidation) = revalidation {
         revalidation.stop().await;
     }

@@ -38,6 +38,9 @@ pub struct Config {
     pub audit: AuditConfig,
     pub keys: KeysConfig,
     pub revalidate: RevalidateConfig,
+    /// `CREDVAULT_METRICS_LISTEN`: where Prometheus scrapes `/metrics`; `None` (the default) is
+    /// off.
+    pub metrics_listen: Option<SocketAddr>,
     /// `CREDVAULT_STORE`: where records live, default sled.
     pub backend: Backend,
     pub etcd: EtcdConfig,
@@ -362,6 +365,7 @@ impl Config {
                 every: None,
                 requests_per_second: 5,
             },
+            metrics_listen: None,
             backend: Backend::Sled,
             etcd: EtcdConfig::default(),
             allow_insecure_plaintext: false,

@@ -83,6 +83,21 @@ impl Kind for Addr {
     }
 }
 
+/// An address that may be unset ("" is off).
+struct OptionalAddr;
+impl Kind for OptionalAddr {
+    type T = Option<SocketAddr>;
+    fn parse(text: &str) -> Result<Option<SocketAddr>, String> {
+        match text {
+            "" => Ok(None),
+            _ => Addr::parse(text).map(Some),
+        }
+    }
+    fn show(value: &Option<SocketAddr>) -> String {
+        value.as_ref().map_or_else(|| "\"\"".into(), Addr::show)
+    }
+}
+
 /// A number, 0 allowed.
 struct Num<N>(PhantomData<N>);
 impl<N: FromStr + ToString> Kind for Num<N>
@@ -270,6 +285,7 @@ macro_rules! settings {
 pub(super) static SETTINGS: &[Setting] = settings! {
     "server.listen", "CREDVAULT_LISTEN", Addr, |c| c.listen;
     "server.allow_insecure_plaintext", "CREDVAULT_ALLOW_INSECURE_PLAINTEXT", Bool, |c| c.allow_insecure_plaintext;
+    "metrics.listen", "CREDVAULT_METRICS_LISTEN", OptionalAddr, |c| c.metrics_listen;
     "tls.cert_file", "CREDVAULT_TLS_CERT_FILE", OptionalPath, |c| c.tls.cert_file;
     "tls.key_file", "CREDVAULT_TLS_KEY_FILE", OptionalPath, |c| c.tls.key_file;
     "tls.client_ca_file", "CREDVAULT_TLS_CLIENT_CA_FILE", OptionalPath, |c| c.tls.client_ca_file;

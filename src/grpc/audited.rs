@@ -53,6 +53,9 @@ impl<'a> Audit<'a> {
             Err(status) => status.code(),
         });
         self.event.duration = self.started.elapsed();
+        if let Some(m) = crate::metrics::get() {
+            m.rpc(self.event.method, self.event.code, self.event.duration);
+        }
         match self.log.record(self.event).await {
             Ok(()) => result,
             Err(e) => {

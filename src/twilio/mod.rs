@@ -12,6 +12,11 @@ mod hosts;
 mod key_type;
 
 pub use errors::{BuildError, TwilioError};
+
+/// Whether credvault knows Twilio error `code` (metrics label only those by number).
+pub fn is_known_code(code: i32) -> bool {
+    errors::explain(code).is_some()
+}
 pub use hosts::{BaseUrls, Hosts};
 
 use crate::config::TwilioConfig;

@@ -104,7 +104,7 @@ impl Validator {
             .ask(&resolved.credential, test, reserved, deadline)
             .await;
         drop((resolved, turn));
-        let outcome = outcome?;
+        let outcome = counted(outcome)?;
         let recorded = self
             .vault
             .record_validation(owner, label, write_id, &status_of(&outcome))
@@ -151,7 +151,7 @@ impl Validator {
         let turn = self.turn(deadline).await?;
         let outcome = self.ask(cred, test, reserved, deadline).await;
         drop(turn);
-        let outcome = outcome?;
+        let outcome = counted(outcome)?;
         if !outcome.valid {
             return Err(ValidateError::Rejected(Box::new(outcome)));
         }
@@ -176,6 +176,9 @@ impl Validator {
         match self.quota.reserve(owner, label, &test.to) {
             Ok(reserved) => Ok(Some(reserved)),
             Err(exceeded) => {
+                if let Some(m) = crate::metrics::get() {
+                    m.test_sms_refused();
+                }
                 // The span names owner and label.
                 tracing::warn!("test SMS refused: {exceeded}");
                 Err(exceeded.into())
@@ -207,6 +210,9 @@ impl Validator {
         };
         // From here the SMS may go out: it counts against the quotas whatever Twilio answers.
         reserved.commit();
+        if let Some(m) = crate::metrics::get() {
+            m.test_sms_sent();
+        }
         let mut sent = self.twilio.send_test(cred, test).await?;
         // What the checks found of the key holds whatever the SMS's fate.
         sent.key_type = checked.key_type;
@@ -228,6 +234,19 @@ fn warn_if_over_privileged(m: &Metadata) {
         auth,
         "credential is over-privileged: a Standard API key is enough to send SMS"
     );
+}
+
+/// Counts a validation that got as far as asking Twilio: its verdict, or none.
+fn counted(outcome: Result<Outcome, ValidateError>) -> Result<Outcome, ValidateError> {
+    let verdict = match &outcome {
+        Ok(o) => Some((o.valid, o.twilio_error_code)),
+        Err(ValidateError::Twilio(_) | ValidateError::OutOfTime(_)) => None,
+        Err(_) => return outcome,
+    };
+    if let Some(m) = crate::metrics::get() {
+        m.validation(verdict);
+    }
+    outcome
 }
 
 /// What gets persisted: the state, when, Twilio's code and the reason.

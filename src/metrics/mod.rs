@@ -1,0 +1,181 @@
+//! Prometheus metrics: the series (`Metrics`, one per process, in a registry of its own) and
+//! the listener that serves them in the text exposition format (`serve.rs`, `metrics.listen`).
+//!
+//! No label ever holds a secret, a phone number or an unbounded value: methods and gRPC codes
+//! are fixed names, validation outcomes three words, Twilio codes only those credvault knows
+//! (the rest are `other`). Owners and labels never appear.
+
+mod serve;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use serve::{serve, MetricsError};
+
+/// Latency buckets in seconds: sub-millisecond resolution where Resolve and List answer, up to
+/// the seconds a validation can take.
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Rpc {
+    method: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Method {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Validation {
+    /// `valid`, `invalid` or `no_verdict`.
+    outcome: &'static str,
+    /// A Twilio error code credvault knows, `0` for none, `other` for the rest.
+    twilio_code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TestSms {
+    /// `sent` or `refused_by_quota`.
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Build {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// Every series credvault exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Rpc, Counter>,
+    latency: Family<Method, Histogram>,
+    validations: Family<Validation, Counter>,
+    test_sms: Family<TestSms, Counter>,
+}
+
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+/// Metrics listeners serving now: with none, nothing is recorded (metrics off cost one load).
+static SERVING: AtomicUsize = AtomicUsize::new(0);
+
+/// The process's metrics while a listener serves them; `None` when metrics are off.
+pub fn get() -> Option<&'static Metrics> {
+    if SERVING.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    Some(registered())
+}
+
+fn registered() -> &'static Metrics {
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("credvault");
+        let requests = Family::<Rpc, Counter>::default();
+        registry.register(
+            "requests",
+            "CredentialVault RPCs answered, by method and gRPC code",
+            requests.clone(),
+        );
+        let latency =
+            Family::<Method, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a CredentialVault RPC (its audit line included), by method",
+            latency.clone(),
+        );
+        let validations = Family::<Validation, Counter>::default();
+        registry.register(
+            "validations",
+            "Validations (Validate, Add with validate, re-validation) by outcome and Twilio error code",
+            validations.clone(),
+        );
+        let test_sms = Family::<TestSms, Counter>::default();
+        registry.register(
+            "test_sms",
+            "Test SMS sent, or refused by a quota before sending",
+            test_sms.clone(),
+        );
+        let build = Family::<Build, Gauge>::default();
+        build
+            .get_or_create(&Build {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: option_env!("CREDVAULT_GIT_COMMIT").unwrap_or("unknown"),
+            })
+            .set(1);
+        registry.register("build_info", "The version and commit of this binary", build);
+        Self {
+            registry,
+            requests,
+            latency,
+            validations,
+            test_sms,
+        }
+    }
+
+    /// One answered CredentialVault RPC.
+    pub fn rpc(&self, method: &'static str, code: &'static str, took: Duration) {
+        self.requests.get_or_create(&Rpc { method, code }).inc();
+        self.latency
+            .get_or_create(&Method { method })
+            .observe(took.as_secs_f64());
+    }
+
+    /// One validation that reached an end: `Some((valid, code))` for Twilio's verdict, `None`
+    /// for none (Twilio unreachable, rate limited, off-spec).
+    pub fn validation(&self, verdict: Option<(bool, i32)>) {
+        let (outcome, code) = match verdict {
+            Some((true, code)) => ("valid", code),
+            Some((false, code)) => ("invalid", code),
+            None => ("no_verdict", 0),
+        };
+        let twilio_code = match code {
+            0 => "0".to_owned(),
+            c if crate::twilio::is_known_code(c) => c.to_string(),
+            _ => "other".to_owned(),
+        };
+        self.validations
+            .get_or_create(&Validation {
+                outcome,
+                twilio_code,
+            })
+            .inc();
+    }
+
+    pub fn test_sms_sent(&self) {
+        self.test_sms
+            .get_or_create(&TestSms { result: "sent" })
+            .inc();
+    }
+
+    pub fn test_sms_refused(&self) {
+        self.test_sms
+            .get_or_create(&TestSms {
+                result: "refused_by_quota",
+            })
+            .inc();
+    }
+
+    /// The text exposition of every series.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
