@@ -69,4 +69,12 @@ grep -q 'the Twilio stand-in was asked [1-9]' "$reval_out" || { echo "re-validat
 if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$reval_out"; then
   echo "a revalidate scenario had errors"; exit 1
 fi
+# Health and Resolve with metrics off and on, scraped meanwhile (issue 21).
+metrics_out=$(mktemp)
+trap 'rm -f "$out" "$callers_out" "$rewrap_out" "$reval_out" "$metrics_out"' EXIT
+"${CARGO_TARGET_DIR:-target}"/release/credvault-bench metrics --smoke | tee "$metrics_out"
+grep -q '^| resolve 200 (metrics on) ' "$metrics_out" || { echo "no Resolve-with-metrics row"; exit 1; }
+if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$metrics_out"; then
+  echo "a metrics scenario had errors"; exit 1
+fi
 echo "40-bench-smoke: ok in $(( $(date +%s) - start )) s"

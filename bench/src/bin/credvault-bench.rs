@@ -18,6 +18,8 @@ mod etcd;
 mod jobs;
 #[path = "credvault-bench/load.rs"]
 mod load;
+#[path = "credvault-bench/metrics.rs"]
+mod metrics;
 #[path = "credvault-bench/on_etcd.rs"]
 mod on_etcd;
 #[path = "credvault-bench/report.rs"]
@@ -170,7 +172,14 @@ async fn run(args: Args) -> Result<Report, String> {
         || writes
         || matches!(
             scenario.as_str(),
-            "startup" | "etcd" | "on-etcd" | "core" | "callers" | "rewrap" | "revalidate"
+            "startup"
+                | "etcd"
+                | "on-etcd"
+                | "core"
+                | "callers"
+                | "rewrap"
+                | "revalidate"
+                | "metrics"
         );
     if !known {
         return Err(format!("unknown scenario {scenario}\n\n{USAGE}"));
@@ -186,6 +195,13 @@ async fn run(args: Args) -> Result<Report, String> {
     if scenario == "on-etcd" {
         let n = args.creds.unwrap_or(if args.smoke { 200 } else { 1000 });
         let (rows, notes) = on_etcd::run(n, conc, conns, limits, args.rounds).await?;
+        report.rows.extend(rows);
+        report.notes.extend(notes);
+        return Ok(report);
+    }
+    if scenario == "metrics" {
+        let n = args.creds.unwrap_or(if args.smoke { 200 } else { 1000 });
+        let (rows, notes) = metrics::run(n, conc, conns, limits, args.rounds).await?;
         report.rows.extend(rows);
         report.notes.extend(notes);
         return Ok(report);

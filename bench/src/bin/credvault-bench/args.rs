@@ -22,6 +22,7 @@ scenarios:
                      vs Resolve without, at the default throttle and at 10x it
   revalidate         health and Resolve with periodic re-validation off, and running flat out
                      (every credential always due, 50 Twilio requests/s to a loopback stand-in)
+  metrics            health and Resolve with metrics off, and on (scraped every second)
   core               Vault::resolve through the library, one caller, no gRPC (for profiling)
   all                everything above side by side in one run, with the ratios against the targets
 

@@ -1,0 +1,112 @@
+//! `metrics`: what Prometheus metrics cost Resolve. One store of `n` credentials; each round
+//! starts a server with metrics off, then one with `metrics.listen` set and a scraper reading
+//! `/metrics` every second meanwhile, and measures health and Resolve on each. The audit log is
+//! `buffered`, so the per-call cost of metrics is not hidden behind the audit fsync.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::jobs;
+use crate::load::{Limits, Row, Sample};
+use crate::server::{self, channels, preload, InProcess, TempDir};
+use crate::short;
+
+pub async fn run(
+    n: usize,
+    conc: usize,
+    conns: usize,
+    limits: Limits,
+    rounds: usize,
+) -> Result<(Vec<Row>, Vec<String>), String> {
+    let dir = TempDir::new("metrics").map_err(|e| e.to_string())?;
+    let data = dir.path().join("data");
+    preload(&data, n).await?;
+    let mut samples: [Vec<Sample>; 4] = Default::default();
+    let scrapes = Arc::new(AtomicUsize::new(0));
+    for round in 1..=rounds {
+        for on in [false, true] {
+            let mut config = server::config(&data);
+            config.audit.durability = credvault::config::AuditDurability::Buffered;
+            let addr = on.then(free_port).transpose()?;
+            config.metrics_listen = addr;
+            let srv = InProcess::start_with(config).await?;
+            let chans = channels(srv.addr, conns).await?;
+            let health = jobs::health(&chans, conc, limits, "health");
+            let resolve = jobs::resolve(&chans, conc, limits, n, "resolve");
+            let scraper = addr.map(|a| tokio::spawn(scrape_every_second(a, scrapes.clone())));
+            let h = health.once().await;
+            let r = resolve.once().await;
+            if let Some(s) = scraper {
+                s.abort();
+            }
+            eprintln!(
+                "  round {round}/{rounds} metrics {}: health {:.0} rps, resolve {:.0} rps",
+                if on { "on" } else { "off" },
+                h.rps(),
+                r.rps()
+            );
+            let i = if on { 2 } else { 0 };
+            samples[i].push(h);
+            samples[i + 1].push(r);
+            drop(srv);
+        }
+    }
+    let [h_off, r_off, h_on, r_on] = samples;
+    let name = |what: &str, on: bool| {
+        format!(
+            "{what} {} (metrics {})",
+            short(n),
+            if on { "on" } else { "off" }
+        )
+    };
+    let rows = vec![
+        Row::new(name("health", false), conc, Sample::merge_rounds(h_off)),
+        Row::new(name("resolve", false), conc, Sample::merge_rounds(r_off)),
+        Row::new(name("health", true), conc, Sample::merge_rounds(h_on)),
+        Row::new(name("resolve", true), conc, Sample::merge_rounds(r_on)),
+    ];
+    let ratio = rows[3].rps / rows[1].rps.max(1.0);
+    let verdict = if ratio >= 0.97 { "meets" } else { "MISSES" };
+    let notes = vec![
+        format!(
+            "Resolve with metrics on (scraped every second) / off: {ratio:.2}x ({verdict} >= 0.97x); \
+             p99 {:.2} ms vs {:.2} ms; {} scrapes answered meanwhile",
+            rows[3].p99,
+            rows[1].p99,
+            scrapes.load(Ordering::Relaxed)
+        ),
+        format!(
+            "Resolve / health: {:.2}x with metrics off, {:.2}x with them on (same server each)",
+            rows[1].rps / rows[0].rps.max(1.0),
+            rows[3].rps / rows[2].rps.max(1.0)
+        ),
+    ];
+    Ok((rows, notes))
+}
+
+fn free_port() -> Result<SocketAddr, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    l.local_addr().map_err(|e| e.to_string())
+}
+
+/// GET /metrics once a second, as Prometheus would, until aborted.
+async fn scrape_every_second(addr: SocketAddr, answered: Arc<AtomicUsize>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(mut conn) = tokio::net::TcpStream::connect(addr).await else {
+            continue;
+        };
+        let request = "GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n";
+        if conn.write_all(request.as_bytes()).await.is_err() {
+            continue;
+        }
+        let mut reply = Vec::new();
+        if conn.read_to_end(&mut reply).await.is_ok() && reply.starts_with(b"HTTP/1.1 200") {
+            answered.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
