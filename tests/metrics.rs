@@ -127,6 +127,21 @@ async fn a_scrape_parses_and_its_counters_move_with_the_calls() {
             .unwrap_or(0.0)
     };
     assert_eq!(count(&after) - count(&before), 3.0);
+    // The Add and the validation result were made durable by group flushes.
+    let flushes = |s: &prometheus_parse::Scrape| {
+        s.samples
+            .iter()
+            .find(|x| x.metric == "credvault_group_commit_writers")
+            .and_then(|x| match &x.value {
+                prometheus_parse::Value::Histogram(buckets) => buckets.last().map(|b| b.count),
+                _ => None,
+            })
+            .unwrap_or(0.0)
+    };
+    assert!(
+        flushes(&after) - flushes(&before) >= 1.0,
+        "no group flush counted"
+    );
     assert!(text.contains("le=\"0.0005\""), "no sub-millisecond bucket");
 
     // Nothing a caller sent shows: no owner, label, secret or number.

@@ -65,6 +65,8 @@ pub struct Metrics {
     latency: Family<Method, Histogram>,
     validations: Family<Validation, Counter>,
     test_sms: Family<TestSms, Counter>,
+    flush_writers: Histogram,
+    flush_latency: Histogram,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -111,6 +113,18 @@ impl Metrics {
             "Test SMS sent, or refused by a quota before sending",
             test_sms.clone(),
         );
+        let flush_writers = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
+        registry.register(
+            "group_commit_writers",
+            "Writes made durable by one group flush of the sled store",
+            flush_writers.clone(),
+        );
+        let flush_latency = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "group_commit_flush_seconds",
+            "Time of one group flush of the sled store (its write and fdatasync)",
+            flush_latency.clone(),
+        );
         let build = Family::<Build, Gauge>::default();
         build
             .get_or_create(&Build {
@@ -125,7 +139,15 @@ impl Metrics {
             latency,
             validations,
             test_sms,
+            flush_writers,
+            flush_latency,
         }
+    }
+
+    /// One group flush of the sled store: how many writes it made durable, and how long it took.
+    pub fn group_flush(&self, writers: usize, took: Duration) {
+        self.flush_writers.observe(writers as f64);
+        self.flush_latency.observe(took.as_secs_f64());
     }
 
     /// One answered CredentialVault RPC.

@@ -85,6 +85,7 @@ impl Flusher {
                     while let Ok(more) = rx.try_recv() {
                         batch.push(more);
                     }
+                    let started = std::time::Instant::now();
                     let result = shared.check().and_then(|()| {
                         shared
                             .faults
@@ -97,6 +98,9 @@ impl Flusher {
                             })
                     });
                     tracing::trace!(writers = batch.len(), ok = result.is_ok(), "group flush");
+                    if let Some(m) = crate::metrics::get() {
+                        m.group_flush(batch.len(), started.elapsed());
+                    }
                     for waiter in batch.drain(..) {
                         // A waiter whose RPC was cancelled is gone; nothing to tell it.
                         let _ = waiter.send(result.clone());
