@@ -43,38 +43,26 @@ if $have_etcd; then
   fi
   rm -f "$etcd_out"
 fi
+# One more scenario: it prints the row `$2` and no row with errors. Its output is in $last_out.
+outs=()
+trap 'rm -f "$out" "${outs[@]}"' EXIT
+smoke() {
+  last_out=$(mktemp)
+  outs+=("$last_out")
+  "${CARGO_TARGET_DIR:-target}"/release/credvault-bench "$1" --smoke | tee "$last_out"
+  grep -qF "| $2 " "$last_out" || { echo "$1: no '$2' row"; exit 1; }
+  if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$last_out"; then
+    echo "a $1 scenario had errors"; exit 1
+  fi
+}
 # Callers, audit and TLS (issue 17): every variant answers.
-callers_out=$(mktemp)
-trap 'rm -f "$out" "$callers_out"' EXIT
-"${CARGO_TARGET_DIR:-target}"/release/credvault-bench callers --smoke | tee "$callers_out"
-grep -q '^| resolve mTLS buffered ' "$callers_out" || { echo "no mTLS Resolve row"; exit 1; }
-grep -q '^per call, one task: audit record (sync)' "$callers_out" || { echo "no audit cost line"; exit 1; }
-if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$callers_out"; then
-  echo "a callers scenario had errors"; exit 1
-fi
+smoke callers "resolve mTLS buffered"
+grep -q '^per call, one task: audit record (sync)' "$last_out" || { echo "no audit cost line"; exit 1; }
 # Resolve during a rewrap (issue 18): both throttles run a pass to the end without errors.
-rewrap_out=$(mktemp)
-trap 'rm -f "$out" "$callers_out" "$rewrap_out"' EXIT
-"${CARGO_TARGET_DIR:-target}"/release/credvault-bench rewrap --smoke | tee "$rewrap_out"
-grep -q '^| resolve 500 during rewrap 1000/s ' "$rewrap_out" || { echo "no Resolve-during-rewrap row"; exit 1; }
-if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$rewrap_out"; then
-  echo "a rewrap scenario had errors"; exit 1
-fi
+smoke rewrap "resolve 500 during rewrap 1000/s"
 # Health and Resolve beside periodic re-validation running flat out (issue 20).
-reval_out=$(mktemp)
-trap 'rm -f "$out" "$callers_out" "$rewrap_out" "$reval_out"' EXIT
-"${CARGO_TARGET_DIR:-target}"/release/credvault-bench revalidate --smoke | tee "$reval_out"
-grep -q '^| resolve 200 (revalidating) ' "$reval_out" || { echo "no Resolve-while-revalidating row"; exit 1; }
-grep -q 'the Twilio stand-in was asked [1-9]' "$reval_out" || { echo "re-validation asked the stand-in nothing"; exit 1; }
-if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$reval_out"; then
-  echo "a revalidate scenario had errors"; exit 1
-fi
+smoke revalidate "resolve 200 (revalidating)"
+grep -q 'the Twilio stand-in was asked [1-9]' "$last_out" || { echo "re-validation asked the stand-in nothing"; exit 1; }
 # Health and Resolve with metrics off and on, scraped meanwhile (issue 21).
-metrics_out=$(mktemp)
-trap 'rm -f "$out" "$callers_out" "$rewrap_out" "$reval_out" "$metrics_out"' EXIT
-"${CARGO_TARGET_DIR:-target}"/release/credvault-bench metrics --smoke | tee "$metrics_out"
-grep -q '^| resolve 200 (metrics on) ' "$metrics_out" || { echo "no Resolve-with-metrics row"; exit 1; }
-if awk -F'|' '/^\| / && $2 !~ /scenario/ && NF > 9 && $(NF-1)+0 > 0 {bad=1} END {exit !bad}' "$metrics_out"; then
-  echo "a metrics scenario had errors"; exit 1
-fi
+smoke metrics "resolve 200 (metrics on)"
 echo "40-bench-smoke: ok in $(( $(date +%s) - start )) s"

@@ -30,6 +30,8 @@ mod revalidate;
 mod rewrap;
 #[path = "credvault-bench/server.rs"]
 mod server;
+#[path = "credvault-bench/sides.rs"]
+mod sides;
 #[path = "credvault-bench/startup.rs"]
 mod startup;
 

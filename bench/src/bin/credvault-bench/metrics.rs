@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::jobs;
-use crate::load::{Limits, Row, Sample};
+use crate::load::{Limits, Row};
 use crate::server::{self, channels, preload, InProcess, TempDir};
-use crate::short;
+use crate::sides::{ratio, Sides};
 
 pub async fn run(
     n: usize,
@@ -25,9 +24,10 @@ pub async fn run(
     let dir = TempDir::new("metrics").map_err(|e| e.to_string())?;
     let data = dir.path().join("data");
     preload(&data, n).await?;
-    let mut samples: [Vec<Sample>; 4] = Default::default();
+    let mut sides = Sides::new("metrics");
     let scrapes = Arc::new(AtomicUsize::new(0));
     for round in 1..=rounds {
+        eprintln!("  round {round}/{rounds}");
         for on in [false, true] {
             let mut config = server::config(&data);
             config.audit.durability = credvault::config::AuditDurability::Buffered;
@@ -35,45 +35,20 @@ pub async fn run(
             config.metrics_listen = addr;
             let srv = InProcess::start_with(config).await?;
             let chans = channels(srv.addr, conns).await?;
-            let health = jobs::health(&chans, conc, limits, "health");
-            let resolve = jobs::resolve(&chans, conc, limits, n, "resolve");
             let scraper = addr.map(|a| tokio::spawn(scrape_every_second(a, scrapes.clone())));
-            let h = health.once().await;
-            let r = resolve.once().await;
+            sides.measure(&chans, conc, limits, n, on).await;
             if let Some(s) = scraper {
                 s.abort();
             }
-            eprintln!(
-                "  round {round}/{rounds} metrics {}: health {:.0} rps, resolve {:.0} rps",
-                if on { "on" } else { "off" },
-                h.rps(),
-                r.rps()
-            );
-            let i = if on { 2 } else { 0 };
-            samples[i].push(h);
-            samples[i + 1].push(r);
             drop(srv);
         }
     }
-    let [h_off, r_off, h_on, r_on] = samples;
-    let name = |what: &str, on: bool| {
-        format!(
-            "{what} {} (metrics {})",
-            short(n),
-            if on { "on" } else { "off" }
-        )
-    };
-    let rows = vec![
-        Row::new(name("health", false), conc, Sample::merge_rounds(h_off)),
-        Row::new(name("resolve", false), conc, Sample::merge_rounds(r_off)),
-        Row::new(name("health", true), conc, Sample::merge_rounds(h_on)),
-        Row::new(name("resolve", true), conc, Sample::merge_rounds(r_on)),
-    ];
-    let ratio = rows[3].rps / rows[1].rps.max(1.0);
-    let verdict = if ratio >= 0.97 { "meets" } else { "MISSES" };
+    let rows = sides.rows(n, conc, "metrics off", "metrics on");
+    let on_off = ratio(&rows[3], &rows[1]);
+    let verdict = if on_off >= 0.97 { "meets" } else { "MISSES" };
     let notes = vec![
         format!(
-            "Resolve with metrics on (scraped every second) / off: {ratio:.2}x ({verdict} >= 0.97x); \
+            "Resolve with metrics on (scraped every second) / off: {on_off:.2}x ({verdict} >= 0.97x); \
              p99 {:.2} ms vs {:.2} ms; {} scrapes answered meanwhile",
             rows[3].p99,
             rows[1].p99,
@@ -81,8 +56,8 @@ pub async fn run(
         ),
         format!(
             "Resolve / health: {:.2}x with metrics off, {:.2}x with them on (same server each)",
-            rows[1].rps / rows[0].rps.max(1.0),
-            rows[3].rps / rows[2].rps.max(1.0)
+            ratio(&rows[1], &rows[0]),
+            ratio(&rows[3], &rows[2])
         ),
     ];
     Ok((rows, notes))

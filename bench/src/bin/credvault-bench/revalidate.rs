@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::jobs;
-use crate::load::{Limits, Row, Sample};
+use crate::load::{Limits, Row};
 use crate::server::{self, channels, preload, InProcess, TempDir};
-use crate::short;
+use crate::sides::{ratio, Sides};
 
 /// Every credential due all the time: re-validation never rests.
 const EVERY: Duration = Duration::from_secs(2);
@@ -32,9 +31,10 @@ pub async fn run(
     let data = dir.path().join("data");
     preload(&data, n).await?;
     let twilio = StandIn::start().await?;
-    let mut samples: [Vec<Sample>; 4] = Default::default();
+    let mut sides = Sides::new("re-validation");
     let mut asked = Vec::new();
     for round in 1..=rounds {
+        eprintln!("  round {round}/{rounds}");
         for on in [false, true] {
             let mut config = server::config(&data);
             if on {
@@ -45,24 +45,12 @@ pub async fn run(
             }
             let srv = InProcess::start_with(config).await?;
             let chans = channels(srv.addr, conns).await?;
-            let health = jobs::health(&chans, conc, limits, "health");
-            let resolve = jobs::resolve(&chans, conc, limits, n, "resolve");
             if on {
                 // Past the first tick: the walk is checking when the measurements start.
                 tokio::time::sleep(EVERY).await;
             }
             let (before, started) = (twilio.requests(), Instant::now());
-            let h = health.once().await;
-            let r = resolve.once().await;
-            let i = if on { 2 } else { 0 };
-            eprintln!(
-                "  round {round}/{rounds} re-validation {}: health {:.0} rps, resolve {:.0} rps",
-                if on { "on" } else { "off" },
-                h.rps(),
-                r.rps()
-            );
-            samples[i].push(h);
-            samples[i + 1].push(r);
+            sides.measure(&chans, conc, limits, n, on).await;
             if on {
                 let per_second =
                     (twilio.requests() - before) as f64 / started.elapsed().as_secs_f64();
@@ -71,22 +59,7 @@ pub async fn run(
             drop(srv);
         }
     }
-    let [h_off, r_off, h_on, r_on] = samples;
-    let name = |what: &str, on: bool| {
-        let how = if on {
-            "revalidating"
-        } else {
-            "no revalidation"
-        };
-        format!("{what} {} ({how})", short(n))
-    };
-    let rows = vec![
-        Row::new(name("health", false), conc, Sample::merge_rounds(h_off)),
-        Row::new(name("resolve", false), conc, Sample::merge_rounds(r_off)),
-        Row::new(name("health", true), conc, Sample::merge_rounds(h_on)),
-        Row::new(name("resolve", true), conc, Sample::merge_rounds(r_on)),
-    ];
-    let ratio = |a: &Row, b: &Row| a.rps / b.rps.max(1.0);
+    let rows = sides.rows(n, conc, "no revalidation", "revalidating");
     let twilio_rate = asked.iter().sum::<f64>() / asked.len().max(1) as f64;
     let notes = vec![
         format!(
