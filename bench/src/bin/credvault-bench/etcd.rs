@@ -29,7 +29,8 @@ pub struct Etcd {
     _dir: TempDir,
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A loopback port nobody listens on now (for a listener started next).
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -64,8 +64,8 @@ pub async fn run(
 }
 
 fn free_port() -> Result<SocketAddr, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    l.local_addr().map_err(|e| e.to_string())
+    let port = crate::etcd::free_port().map_err(|e| e.to_string())?;
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// GET /metrics once a second, as Prometheus would, until aborted.
