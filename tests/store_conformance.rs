@@ -85,6 +85,11 @@ async fn conformance(store: Arc<dyn Store>) {
         Vec::<String>::new()
     );
 
+    // count: the keys under a prefix, and only those.
+    assert_eq!(store.count(b"p/").await.unwrap(), 4);
+    assert_eq!(store.count(b"o/").await.unwrap(), 1);
+    assert_eq!(store.count(b"q/").await.unwrap(), 0);
+
     // Create-if-absent is atomic: of 50 concurrent writers of one key exactly one wins.
     let winners = futures_join((0..50).map(|i| {
         let store = store.clone();
@@ -109,6 +114,7 @@ async fn conformance(store: Arc<dyn Store>) {
         store.scan(b"w/", None, 10_000).await.unwrap().len(),
         64 * 20
     );
+    assert_eq!(store.count(b"w/").await.unwrap(), 64 * 20);
 
     // 256 concurrent reads of different keys (etcd batches them into shared Txns): each gets
     // its own key's answer, missing keys included.

@@ -121,6 +121,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
 
+    /// How many keys start with `prefix`, values unread where the backend allows it (etcd: a
+    /// count-only Range). For counts kept up to date by the caller, not for every request.
+    async fn count(&self, prefix: &[u8]) -> Result<u64, StoreError>;
+
+    /// Whether other instances write to this store too (etcd), so a count this instance keeps
+    /// drifts and must be read again now and then.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Makes every write so far durable. Mutations are durable on return anyway; this is for
     /// shutdown, and for answers that report state another writer may not have flushed yet.
     async fn flush(&self) -> Result<(), StoreError>;

@@ -147,6 +147,15 @@ impl Store for SledStore {
             .collect()
     }
 
+    async fn count(&self, prefix: &[u8]) -> Result<u64, StoreError> {
+        let mut count = 0;
+        for key in self.tree.scan_prefix(prefix).keys() {
+            key.map_err(backend)?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         self.flusher.flush().await
     }

@@ -358,6 +358,27 @@ impl Store for EtcdStore {
             .collect())
     }
 
+    /// A count-only Range: etcd counts its index, no value leaves it.
+    async fn count(&self, prefix: &[u8]) -> Result<u64, StoreError> {
+        let full = self.full(prefix);
+        let request = RangeRequest {
+            range_end: prefix_end(&full),
+            key: full,
+            count_only: true,
+            ..Default::default()
+        };
+        let reply = retrying(self.budget, &self.session, |_| {
+            let (mut kv, request) = (self.kv.clone(), request.clone());
+            async move { kv.range(request).await }
+        })
+        .await?;
+        Ok(u64::try_from(reply.into_inner().count).unwrap_or(0))
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
     /// etcd acknowledges a write once a quorum has it durably: nothing is pending here.
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
