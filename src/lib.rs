@@ -270,7 +270,10 @@ async fn serve_vault(
             .map_err(|e| ServeError::OpenPanicked(e.to_string()))??
     };
     let metrics = match config.metrics_listen {
-        Some(addr) => Some(metrics::serve(addr).await?),
+        Some(addr) => {
+            let vault = vault.clone();
+            Some(metrics::serve(addr, move || vault.metrics_reading()).await?)
+        }
         None => None,
     };
     let revalidation = vault::Revalidation::start(vault.clone(), &twilio, config);

@@ -8,7 +8,7 @@
 mod serve;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -53,6 +53,37 @@ struct TestSms {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RewrapStateLabel {
+    /// `idle`, `running`, `done` or `failed`.
+    state: &'static str,
+}
+
+const REWRAP_STATES: [&str; 4] = ["idle", "running", "done", "failed"];
+
+/// What a scrape reads from the server at that moment, rather than recorded as it happens.
+#[derive(Debug, Default)]
+pub struct Reading {
+    /// Credentials in the store (kept by the vault, never a scan per scrape).
+    pub stored_credentials: u64,
+    pub rewrap: RewrapReading,
+}
+
+/// The key rotation's re-encryption pass run by this instance: the running one, or the last.
+#[derive(Debug, Default)]
+pub struct RewrapReading {
+    /// One of `idle` (none since start), `running`, `done`, `failed`.
+    pub state: &'static str,
+    /// The data key id records are moved to.
+    pub target_key: u32,
+    /// Records the pass has to go through.
+    pub planned: u64,
+    /// Records gone through (re-sealed, already on the key, or unreadable).
+    pub passed: u64,
+    /// Records that do not open, left as they are.
+    pub unreadable: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Build {
     version: &'static str,
     commit: &'static str,
@@ -67,6 +98,12 @@ pub struct Metrics {
     test_sms: Family<TestSms, Counter>,
     flush_writers: Histogram,
     flush_latency: Histogram,
+    stored: Gauge,
+    rewrap_state: Family<RewrapStateLabel, Gauge>,
+    rewrap_target: Gauge,
+    rewrap_planned: Gauge,
+    rewrap_passed: Gauge,
+    rewrap_unreadable: Gauge,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -125,6 +162,42 @@ impl Metrics {
             "Time of one group flush of the sled store (its write and fdatasync)",
             flush_latency.clone(),
         );
+        let stored = Gauge::default();
+        registry.register(
+            "stored_credentials",
+            "Credentials in the store (shared store: counted again at most every 10 s)",
+            stored.clone(),
+        );
+        let rewrap_state = Family::<RewrapStateLabel, Gauge>::default();
+        registry.register(
+            "rewrap_state",
+            "The key rotation's re-encryption pass on this instance: 1 for its state",
+            rewrap_state.clone(),
+        );
+        let rewrap_target = Gauge::default();
+        registry.register(
+            "rewrap_target_key",
+            "The data key id the re-encryption pass moves records to",
+            rewrap_target.clone(),
+        );
+        let rewrap_planned = Gauge::default();
+        registry.register(
+            "rewrap_planned_records",
+            "Records the re-encryption pass has to go through",
+            rewrap_planned.clone(),
+        );
+        let rewrap_passed = Gauge::default();
+        registry.register(
+            "rewrap_passed_records",
+            "Records the re-encryption pass went through",
+            rewrap_passed.clone(),
+        );
+        let rewrap_unreadable = Gauge::default();
+        registry.register(
+            "rewrap_unreadable_records",
+            "Records the re-encryption pass found unreadable (left as they are)",
+            rewrap_unreadable.clone(),
+        );
         let build = Family::<Build, Gauge>::default();
         build
             .get_or_create(&Build {
@@ -141,6 +214,12 @@ impl Metrics {
             test_sms,
             flush_writers,
             flush_latency,
+            stored,
+            rewrap_state,
+            rewrap_target,
+            rewrap_planned,
+            rewrap_passed,
+            rewrap_unreadable,
         }
     }
 
@@ -193,8 +272,25 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition of every series.
-    pub fn encode(&self) -> String {
+    /// The text exposition of every series, with `reading` as the gauges read at scrape time.
+    /// One scrape at a time: servers sharing a process (tests) each show their own reading.
+    pub fn encode(&self, reading: &Reading) -> String {
+        static SCRAPE: Mutex<()> = Mutex::new(());
+        let _one = SCRAPE
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let gauge = |g: &Gauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(&self.stored, reading.stored_credentials);
+        let rewrap = &reading.rewrap;
+        for state in REWRAP_STATES {
+            self.rewrap_state
+                .get_or_create(&RewrapStateLabel { state })
+                .set(i64::from(state == rewrap.state));
+        }
+        gauge(&self.rewrap_target, u64::from(rewrap.target_key));
+        gauge(&self.rewrap_planned, rewrap.planned);
+        gauge(&self.rewrap_passed, rewrap.passed);
+        gauge(&self.rewrap_unreadable, rewrap.unreadable);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);

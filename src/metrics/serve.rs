@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -29,23 +30,36 @@ impl Drop for Serving {
     }
 }
 
-/// Binds `addr` now (a taken port is a start-up error), then serves in the background.
-pub async fn serve(addr: SocketAddr) -> Result<Serving, MetricsError> {
+/// Binds `addr` now (a taken port is a start-up error), then serves in the background; each
+/// scrape calls `read` for the gauges of the moment.
+pub async fn serve(
+    addr: SocketAddr,
+    read: impl Fn() -> super::Reading + Send + Sync + 'static,
+) -> Result<Serving, MetricsError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| MetricsError { addr, source })?;
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "metrics served at /metrics");
     super::registered();
     super::SERVING.fetch_add(1, Ordering::Relaxed);
+    let read = Arc::new(read);
     Ok(Serving(tokio::spawn(async move {
+        // Connections live in the listener's task: stopping it closes them (and lets go of
+        // what `read` holds, the vault).
+        let mut connections = tokio::task::JoinSet::new();
         loop {
-            let Ok((conn, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next() => continue,
+            };
+            let Ok((conn, _)) = accepted else {
                 // EMFILE and the like: wait a little rather than spin.
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(answer);
+            let read = read.clone();
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(|req| answer(req, read.as_ref()));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(conn), service)
                     .await;
@@ -54,14 +68,17 @@ pub async fn serve(addr: SocketAddr) -> Result<Serving, MetricsError> {
     })))
 }
 
-async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    req: Request<hyper::body::Incoming>,
+    read: &(impl Fn() -> super::Reading + ?Sized),
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let reply = if req.method() == hyper::Method::GET && req.uri().path() == "/metrics" {
         Response::builder()
             .header(
                 hyper::header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
-            .body(Full::new(Bytes::from(super::registered().encode())))
+            .body(Full::new(Bytes::from(super::registered().encode(&read()))))
     } else {
         Response::builder()
             .status(StatusCode::NOT_FOUND)

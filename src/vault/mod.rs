@@ -3,6 +3,7 @@
 
 mod admission;
 mod backup;
+mod census;
 mod error;
 mod keys;
 mod quota;
@@ -63,6 +64,7 @@ pub struct Vault {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
     rewrap: rewrap::Rewrap,
+    census: Arc<census::Census>,
 }
 
 impl Vault {
@@ -103,6 +105,7 @@ impl Vault {
                 "store upgraded: every record is now sealed whole under the keyring's data key"
             );
         }
+        let census = census::Census::open(store.clone()).await?;
         let keys = Arc::new(keys);
         let rewrap = rewrap::Rewrap::new(store.clone(), keys.clone(), policy.rewrap_per_second);
         rewrap
@@ -113,6 +116,7 @@ impl Vault {
             store,
             keys,
             rewrap,
+            census,
         })
     }
 
@@ -125,6 +129,22 @@ impl Vault {
     /// The running rewrap's progress, or the last one's.
     pub fn rewrap_progress(&self) -> RewrapProgress {
         self.rewrap.progress()
+    }
+
+    /// The gauges a metrics scrape reads: the credentials stored (kept, not scanned: see
+    /// `census.rs`) and this instance's rewrap.
+    pub fn metrics_reading(&self) -> crate::metrics::Reading {
+        let rewrap = self.rewrap.progress();
+        crate::metrics::Reading {
+            stored_credentials: self.census.current(),
+            rewrap: crate::metrics::RewrapReading {
+                state: rewrap.state.name(),
+                target_key: rewrap.target,
+                planned: rewrap.total,
+                passed: rewrap.done,
+                unreadable: rewrap.unreadable,
+            },
+        }
     }
 
     /// A consistent snapshot of the sealed keyring and every sealed record, taken while serving
@@ -227,6 +247,9 @@ impl Vault {
                     if !created && !replace {
                         return Err(self.already_exists(owner, label).await);
                     }
+                    if created {
+                        self.census.added();
+                    }
                     // A replace that lost the race to create the label retries as a replace.
                     created.then_some(body)
                 }
@@ -310,6 +333,7 @@ impl Vault {
                 .await
                 .map_or(0, |b| b.version);
             if self.store.compare_and_swap(&key, &current, None).await? {
+                self.census.deleted();
                 return Ok(version);
             }
         }

@@ -89,6 +89,18 @@ pub struct RewrapProgress {
     pub eta: Option<Duration>,
 }
 
+impl RewrapState {
+    /// Its name in metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
 impl RewrapProgress {
     fn idle() -> Self {
         Self {
