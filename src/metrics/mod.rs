@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 pub use serve::{serve, MetricsError};
 
@@ -106,6 +106,12 @@ pub struct Metrics {
     rewrap_unreadable: Gauge,
 }
 
+/// Registers `metric` under `name` and hands it back, to be recorded into.
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 /// Metrics listeners serving now: with none, nothing is recorded (metrics off cost one load).
 static SERVING: AtomicUsize = AtomicUsize::new(0);
@@ -125,78 +131,77 @@ fn registered() -> &'static Metrics {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("credvault");
-        let requests = Family::<Rpc, Counter>::default();
-        registry.register(
+        let requests = add(
+            &mut registry,
             "requests",
             "CredentialVault RPCs answered, by method and gRPC code",
-            requests.clone(),
+            Family::<Rpc, Counter>::default(),
         );
-        let latency =
-            Family::<Method, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS));
-        registry.register(
+        let latency = add(
+            &mut registry,
             "request_duration_seconds",
             "Time to answer a CredentialVault RPC (its audit line included), by method",
-            latency.clone(),
+            Family::<Method, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
         );
-        let validations = Family::<Validation, Counter>::default();
-        registry.register(
+        let validations = add(
+            &mut registry,
             "validations",
             "Validations (Validate, Add with validate, re-validation) by outcome and Twilio error code",
-            validations.clone(),
+            Family::<Validation, Counter>::default(),
         );
-        let test_sms = Family::<TestSms, Counter>::default();
-        registry.register(
+        let test_sms = add(
+            &mut registry,
             "test_sms",
             "Test SMS sent, or refused by a quota before sending",
-            test_sms.clone(),
+            Family::<TestSms, Counter>::default(),
         );
-        let flush_writers = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]);
-        registry.register(
+        let flush_writers = add(
+            &mut registry,
             "group_commit_writers",
             "Writes made durable by one group flush of the sled store",
-            flush_writers.clone(),
+            Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         );
-        let flush_latency = Histogram::new(LATENCY_BUCKETS);
-        registry.register(
+        let flush_latency = add(
+            &mut registry,
             "group_commit_flush_seconds",
             "Time of one group flush of the sled store (its write and fdatasync)",
-            flush_latency.clone(),
+            Histogram::new(LATENCY_BUCKETS),
         );
-        let stored = Gauge::default();
-        registry.register(
+        let stored = add(
+            &mut registry,
             "stored_credentials",
             "Credentials in the store (shared store: counted again at most every 10 s)",
-            stored.clone(),
+            Gauge::default(),
         );
-        let rewrap_state = Family::<RewrapStateLabel, Gauge>::default();
-        registry.register(
+        let rewrap_state = add(
+            &mut registry,
             "rewrap_state",
             "The key rotation's re-encryption pass on this instance: 1 for its state",
-            rewrap_state.clone(),
+            Family::<RewrapStateLabel, Gauge>::default(),
         );
-        let rewrap_target = Gauge::default();
-        registry.register(
+        let rewrap_target = add(
+            &mut registry,
             "rewrap_target_key",
             "The data key id the re-encryption pass moves records to",
-            rewrap_target.clone(),
+            Gauge::default(),
         );
-        let rewrap_planned = Gauge::default();
-        registry.register(
+        let rewrap_planned = add(
+            &mut registry,
             "rewrap_planned_records",
             "Records the re-encryption pass has to go through",
-            rewrap_planned.clone(),
+            Gauge::default(),
         );
-        let rewrap_passed = Gauge::default();
-        registry.register(
+        let rewrap_passed = add(
+            &mut registry,
             "rewrap_passed_records",
             "Records the re-encryption pass went through",
-            rewrap_passed.clone(),
+            Gauge::default(),
         );
-        let rewrap_unreadable = Gauge::default();
-        registry.register(
+        let rewrap_unreadable = add(
+            &mut registry,
             "rewrap_unreadable_records",
             "Records the re-encryption pass found unreadable (left as they are)",
-            rewrap_unreadable.clone(),
+            Gauge::default(),
         );
         let build = Family::<Build, Gauge>::default();
         build
