@@ -249,6 +249,7 @@ async fn the_stored_count_and_the_rewrap_progress_are_gauges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_etcd_the_stored_count_catches_up_with_other_instances() {
     use credvault::proto::v1 as pb;
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(etcd) = etcd::Etcd::start(&dir.path().join("etcd")) else {
         return;
