@@ -4,6 +4,8 @@
 //! and Resolve against the health check on the same server (what the etcd store costs a read).
 //! A second server over the same records reads with `etcd.read = "cached"`: its Resolve against
 //! its own health check, and against a sled server's Resolve (the same vault without etcd).
+//! Others read the same records with `audit.durability = "buffered"` (cached, and linearizable),
+//! so what the etcd store costs shows apart from the audit log's fdatasync.
 
 use crate::etcd::Etcd;
 use crate::jobs;
@@ -29,6 +31,7 @@ pub async fn run(
     config.etcd.endpoints = vec![etcd.endpoint.clone()];
     let prefix = config.etcd.prefix.clone();
     let mut cached = config.clone();
+    let mut linear_buffered = config.clone();
     let srv = InProcess::start_with(config).await?;
     preload_remote(srv.addr, n).await?;
     // The same records, read through the watch-fed cache (the same root key: instances share it).
@@ -44,6 +47,13 @@ pub async fn run(
     buffered.audit.durability = credvault::config::AuditDurability::Buffered;
     let buffered_srv = InProcess::start_with(buffered).await?;
     let buffered_chans = channels(buffered_srv.addr, conns).await?;
+    // Linearizable reads with `buffered` audit: what the etcd store adds to a Resolve, without
+    // the audit log's fdatasync that the default `sync` makes every Resolve wait for.
+    linear_buffered.data_dir = dir.path().join("linear-buffered");
+    linear_buffered.master_key_file = Some(dir.path().join("data").join("master.key"));
+    linear_buffered.audit.durability = credvault::config::AuditDurability::Buffered;
+    let linear_buffered_srv = InProcess::start_with(linear_buffered).await?;
+    let linear_buffered_chans = channels(linear_buffered_srv.addr, conns).await?;
     // And the embedded default over as many records: what a Resolve costs without etcd.
     let sled_srv = InProcess::start_with(server::config(&dir.path().join("sled"))).await?;
     preload_remote(sled_srv.addr, n).await?;
@@ -59,6 +69,13 @@ pub async fn run(
         jobs::resolve(&chans, conc, limits, n, &format!("resolve {k} on etcd")),
         etcd.range_job(conns, conc, limits, n, value_size, &range)
             .await?,
+        jobs::resolve(
+            &linear_buffered_chans,
+            conc,
+            limits,
+            n,
+            &format!("resolve {k} on etcd, audit buffered"),
+        ),
         jobs::health(&cached_chans, conc, limits, "health (cached etcd store)"),
         jobs::resolve(
             &cached_chans,
@@ -133,6 +150,12 @@ pub async fn run(
         Some(0.9),
     );
     ratio(
+        &format!("Resolve on etcd, audit buffered / etcd Range (c={conc})"),
+        &format!("resolve {k} on etcd, audit buffered"),
+        &range,
+        Some(0.9),
+    );
+    ratio(
         "Add on etcd / etcd create Txn (c=64)",
         "add on etcd c=64",
         "etcd create txn c=64",
@@ -168,7 +191,7 @@ pub async fn run(
         "health (cached, audit buffered)",
         Some(0.8),
     );
-    drop((srv, cached_srv, sled_srv, buffered_srv));
+    drop((srv, cached_srv, sled_srv, buffered_srv, linear_buffered_srv));
     Ok((rows, notes))
 }
 
