@@ -75,6 +75,32 @@ async fn store_writes_whose_answer_was_lost_report_what_they_did() {
     assert!(store.compare_and_swap(b"k", &read, None).await.unwrap());
     assert!(proxy.swallowed() > lost, "the delete's answer was not lost");
     assert_eq!(store.get(b"k").await.unwrap(), None);
+
+    // Creates that etcd applied together in one Txn whose answer was lost: each, retried,
+    // finds its own value and says it was written. Values of 100 bytes make a Txn of many
+    // creates the only upload of 1000 bytes or more, so it is the batch's answer that is lost.
+    let lost = proxy.swallowed();
+    proxy.lose_answer_to_next_upload_of(1000);
+    let value = |n: u8| vec![n; 100];
+    let creates: Vec<_> = (0..32u8)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_if_absent(&[b'c', n], value(n)).await.unwrap() })
+        })
+        .collect();
+    for (n, create) in creates.into_iter().enumerate() {
+        assert!(
+            create.await.unwrap(),
+            "create {n} came back as taken after a lost answer"
+        );
+    }
+    assert!(proxy.swallowed() > lost, "no batch's answer was lost");
+    for n in 0..32u8 {
+        assert_eq!(
+            store.get(&[b'c', n]).await.unwrap().as_deref(),
+            Some(value(n).as_slice())
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

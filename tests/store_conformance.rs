@@ -116,6 +116,71 @@ async fn conformance(store: Arc<dyn Store>) {
     );
     assert_eq!(store.count(b"w/").await.unwrap(), 64 * 20);
 
+    // Concurrent writes of which some must fail (etcd gathers them into shared Txns): each
+    // answers for itself. Every fourth create finds its key taken; every fourth swap of the
+    // others starts from a stale read.
+    for n in (0..64u32).step_by(4) {
+        assert!(store
+            .put_if_absent(format!("m/{n}").as_bytes(), b"taken".to_vec())
+            .await
+            .unwrap());
+    }
+    let created = futures_join((0..64u32).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let key = format!("m/{n}");
+            (
+                n,
+                store
+                    .put_if_absent(key.as_bytes(), b"new".to_vec())
+                    .await
+                    .unwrap(),
+            )
+        })
+    }))
+    .await;
+    for (n, created) in created {
+        assert_eq!(created, n % 4 != 0, "m/{n}");
+    }
+    let mut reads = Vec::new();
+    for n in 0..64u32 {
+        let key = format!("m/{n}");
+        let read = store.get(key.as_bytes()).await.unwrap().unwrap();
+        if n % 4 == 1 {
+            // Someone else's swap lands first: this read is stale now.
+            assert!(store
+                .compare_and_swap(key.as_bytes(), &read, Some(b"theirs".to_vec()))
+                .await
+                .unwrap());
+        }
+        reads.push(read);
+    }
+    let swapped = futures_join(reads.into_iter().enumerate().map(|(n, read)| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let key = format!("m/{n}");
+            let new = (n % 2 == 0).then(|| b"ours".to_vec());
+            (
+                n,
+                store
+                    .compare_and_swap(key.as_bytes(), &read, new)
+                    .await
+                    .unwrap(),
+            )
+        })
+    }))
+    .await;
+    for (n, swapped) in swapped {
+        assert_eq!(swapped, n % 4 != 1, "m/{n}");
+        let now = store.get(format!("m/{n}").as_bytes()).await.unwrap();
+        let expected: Option<&[u8]> = match n % 4 {
+            1 => Some(b"theirs"),
+            0 | 2 => Some(b"ours"),
+            _ => None,
+        };
+        assert_eq!(now.as_deref(), expected, "m/{n}");
+    }
+
     // 256 concurrent reads of different keys (etcd batches them into shared Txns): each gets
     // its own key's answer, missing keys included.
     for n in 0..128u32 {

@@ -14,6 +14,9 @@
 //! record is unique: fresh nonce, per-write id) means the first attempt landed, so a retried
 //! create does not come back as "already exists".
 //!
+//! Point reads and conditional writes that arrive together share one Txn (`batch`, `writes`):
+//! one gRPC exchange and one raft entry (or ReadIndex) for many RPCs.
+//!
 //! With `etcd.read = "cached"`, Resolve (`get_recent`) reads a watch-fed copy (`cache`) while it
 //! is confirmed fresh; every other read stays linearizable.
 
@@ -23,6 +26,7 @@ mod lease;
 mod probe;
 mod retry;
 mod session;
+mod writes;
 
 /// etcd's v3 API as generated from `proto/etcd/` (clients only). Public for the benchmark's
 /// etcd baseline, which measures etcd through this same client.
@@ -50,6 +54,7 @@ use self::batch::Reads;
 use self::cache::Cache;
 use self::retry::retrying;
 use self::session::{Conn, Session};
+use self::writes::{Write, Writes};
 use super::{Entry, Health, Lock, Store, StoreError, Stored};
 use crate::config::{EtcdConfig, EtcdRead};
 
@@ -64,6 +69,8 @@ pub struct EtcdStore {
     session: Session,
     /// Point reads, batched into read-only Txns.
     reads: Reads,
+    /// Conditional writes, batched into Txns.
+    writes: Writes,
     prefix: Vec<u8>,
     /// How long one store call may keep retrying (`etcd.request_timeout_ms`), at most.
     budget: Duration,
@@ -113,6 +120,12 @@ impl EtcdStore {
         });
         Ok(Self {
             reads: Reads::start(kv.clone(), session.clone(), config.request_timeout),
+            writes: Writes::start(
+                kv.clone(),
+                session.clone(),
+                cache.clone(),
+                config.request_timeout,
+            ),
             kv,
             conn,
             session,
@@ -171,29 +184,6 @@ impl EtcdStore {
             async move { Ok((kv.txn(txn).await?.into_inner(), n + 1)) }
         })
         .await
-    }
-
-    /// A write's Txn: `op` if `compare` holds, else read the key back (for `landed`).
-    /// `Ok(true)` if it was written, by this attempt or by an earlier one whose answer was lost.
-    async fn write_if(
-        &self,
-        key: Vec<u8>,
-        compare: Compare,
-        op: RequestOp,
-        landed: impl Fn(Option<&[u8]>) -> bool,
-    ) -> Result<bool, StoreError> {
-        let (reply, attempts) = self
-            .txn(TxnRequest {
-                compare: vec![compare],
-                success: vec![op],
-                failure: vec![range_op(key)],
-            })
-            .await?;
-        let ours = reply.succeeded || (attempts > 1 && landed(read_back(&reply).as_deref()));
-        if let (true, Some(cache), Some(header)) = (ours, &self.cache, &reply.header) {
-            cache.wrote(header.revision);
-        }
-        Ok(ours)
     }
 }
 
@@ -280,11 +270,14 @@ impl Store for EtcdStore {
             compare::CompareTarget::Create,
             compare::TargetUnion::CreateRevision(0),
         );
-        let ours = value.clone();
-        self.write_if(key.clone(), taken, put_op(key, value), |now| {
-            now == Some(ours.as_slice())
-        })
-        .await
+        self.writes
+            .write(Write {
+                key: key.clone(),
+                compare: taken,
+                op: put_op(key, value.clone()),
+                expect: Some(value),
+            })
+            .await
     }
 
     async fn compare_and_swap(
@@ -315,7 +308,13 @@ impl Store for EtcdStore {
         };
         // A lost answer, then the key holds our value (or, for a delete, is gone): ours landed.
         // (A delete cannot tell its own from another writer's; either way the record is gone.)
-        self.write_if(key, unchanged, op, |now| now == new.as_deref())
+        self.writes
+            .write(Write {
+                key,
+                compare: unchanged,
+                op,
+                expect: new,
+            })
             .await
     }
 
