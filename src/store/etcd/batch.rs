@@ -50,25 +50,39 @@ impl Reads {
 
     /// The value under the full key `key`, read linearizably, within the caller's deadline.
     pub(super) async fn get(&self, key: Vec<u8>) -> Answer {
-        let started = Instant::now();
         let end = deadline_within(self.budget);
         let (answer, answered) = oneshot::channel();
-        let pending = Pending { key, end, answer };
-        // Queueing (when QUEUE reads already wait) counts against the deadline too.
-        let asked = async {
-            self.queue
-                .send(pending)
-                .await
-                .map_err(|_| StoreError::Closed)?;
-            answered.await.map_err(|_| StoreError::Closed)?
-        };
-        match tokio::time::timeout_at(end.into(), asked).await {
-            Ok(answer) => answer,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "etcd did not answer a read within {} ms",
-                started.elapsed().as_millis()
-            ))),
-        }
+        ask(
+            &self.queue,
+            Pending { key, end, answer },
+            answered,
+            end,
+            "a read",
+        )
+        .await
+    }
+}
+
+/// Queues `pending` for its batcher and waits for its answer, both within `end` (queueing, when
+/// the queue is full, counts against the deadline too). `what` names it if time runs out.
+pub(super) async fn ask<P, T>(
+    queue: &mpsc::Sender<P>,
+    pending: P,
+    answered: oneshot::Receiver<Result<T, StoreError>>,
+    end: Instant,
+    what: &str,
+) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let asked = async {
+        queue.send(pending).await.map_err(|_| StoreError::Closed)?;
+        answered.await.map_err(|_| StoreError::Closed)?
+    };
+    match tokio::time::timeout_at(end.into(), asked).await {
+        Ok(answer) => answer,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "etcd did not answer {what} within {} ms",
+            started.elapsed().as_millis()
+        ))),
     }
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::batch::ask;
 use super::cache::Cache;
 use super::pb::etcdserverpb::{kv_client::KvClient, Compare, RequestOp, TxnRequest};
 use super::retry::{deadline_within, retrying};
@@ -81,23 +82,10 @@ impl Writes {
 
     /// Applies `write`, within the caller's deadline.
     pub(super) async fn write(&self, write: Write) -> Answer {
-        let started = Instant::now();
         let end = deadline_within(self.budget);
         let (answer, answered) = oneshot::channel();
-        let asked = async {
-            self.queue
-                .send(Pending { write, end, answer })
-                .await
-                .map_err(|_| StoreError::Closed)?;
-            answered.await.map_err(|_| StoreError::Closed)?
-        };
-        match tokio::time::timeout_at(end.into(), asked).await {
-            Ok(answer) => answer,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "etcd did not answer a write within {} ms",
-                started.elapsed().as_millis()
-            ))),
-        }
+        let pending = Pending { write, end, answer };
+        ask(&self.queue, pending, answered, end, "a write").await
     }
 }
 
