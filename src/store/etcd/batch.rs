@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::pb::etcdserverpb::{
-    kv_client::KvClient, request_op, response_op, RangeRequest, RequestOp, TxnRequest,
-};
-use super::retry::{deadline_within, retrying};
+use super::pb::etcdserverpb::{kv_client::KvClient, response_op, TxnRequest};
+use super::retry::{deadline_within, retrying, until_latest};
 use super::session::{Conn, Session};
 use crate::store::{StoreError, Stored};
 
@@ -112,21 +110,11 @@ async fn batch(mut pending: mpsc::Receiver<Pending>, kv: KvClient<Conn>, session
 /// One Txn of Ranges for `reads`, retried until the latest of their deadlines; each gets its
 /// own answer.
 async fn answer(kv: KvClient<Conn>, session: Session, reads: Vec<Pending>) {
-    let latest = reads
-        .iter()
-        .map(|r| r.end)
-        .max()
-        .unwrap_or_else(Instant::now);
-    let budget = latest.saturating_duration_since(Instant::now());
+    let budget = until_latest(reads.iter().map(|r| r.end));
     let txn = TxnRequest {
         success: reads
             .iter()
-            .map(|r| RequestOp {
-                request: Some(request_op::Request::RequestRange(RangeRequest {
-                    key: r.key.clone(),
-                    ..Default::default()
-                })),
-            })
+            .map(|r| super::range_op(r.key.clone()))
             .collect(),
         ..Default::default()
     };

@@ -71,7 +71,7 @@ impl EtcdStore {
         // Not taken (held elsewhere, or, after a lost answer, maybe by this very lease): give the
         // lease back, which also drops the key if it was ours after all.
         match taken {
-            Ok((reply, _)) if reply.succeeded => {}
+            Ok(reply) if reply.succeeded => {}
             other => {
                 revoke(leases, id).await;
                 return other.map(|_| None);

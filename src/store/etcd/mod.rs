@@ -176,12 +176,11 @@ impl EtcdStore {
         [self.prefix.as_slice(), key].concat()
     }
 
-    /// Runs `txn`, retried; also how many attempts it took (more than one: an earlier attempt's
-    /// answer was lost, and it may have been applied).
-    async fn txn(&self, txn: TxnRequest) -> Result<(TxnResponse, u32), StoreError> {
-        retrying(self.budget, &self.session, |n| {
+    /// Runs `txn`, retried.
+    async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, StoreError> {
+        retrying(self.budget, &self.session, |_| {
             let (mut kv, txn) = (self.kv.clone(), txn.clone());
-            async move { Ok((kv.txn(txn).await?.into_inner(), n + 1)) }
+            async move { Ok(kv.txn(txn).await?.into_inner()) }
         })
         .await
     }

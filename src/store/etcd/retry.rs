@@ -78,6 +78,14 @@ pub(super) fn deadline_within(budget: Duration) -> Instant {
     }
 }
 
+/// The time left until the latest of `ends`: a batch is tried for as long as one of its
+/// callers still waits.
+pub(super) fn until_latest(ends: impl Iterator<Item = Instant>) -> Duration {
+    ends.max().map_or(Duration::ZERO, |latest| {
+        latest.saturating_duration_since(Instant::now())
+    })
+}
+
 /// Failures that a later attempt, perhaps on another member, can get past: etcd's own
 /// "try again" answers, and a connection that broke (tonic reports a reset mid-call as UNKNOWN
 /// with the transport error as its source), and a login token etcd no longer knows.

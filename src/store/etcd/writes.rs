@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::batch::ask;
 use super::cache::Cache;
 use super::pb::etcdserverpb::{kv_client::KvClient, Compare, RequestOp, TxnRequest};
-use super::retry::{deadline_within, retrying};
+use super::retry::{deadline_within, retrying, until_latest};
 use super::session::{Conn, Session};
 use super::{range_op, read_back};
 use crate::store::StoreError;
@@ -120,12 +120,7 @@ async fn gather(mut pending: mpsc::Receiver<Pending>, etcd: Etcd) {
 
 /// One Txn for `writes`: every compare, then every op. Refused, each write goes again alone.
 async fn together(etcd: Etcd, writes: Vec<Pending>) {
-    let latest = writes
-        .iter()
-        .map(|w| w.end)
-        .max()
-        .unwrap_or_else(Instant::now);
-    let budget = latest.saturating_duration_since(Instant::now());
+    let budget = until_latest(writes.iter().map(|w| w.end));
     let reply = retrying(budget, &etcd.session, |n| {
         // Only the writes whose callers still wait.
         let waiting: Vec<usize> = (0..writes.len())
