@@ -185,18 +185,8 @@ async fn the_stored_count_and_the_rewrap_progress_are_gauges() {
     c.add(add_request("acme", "b", token_credential()))
         .await
         .unwrap_err();
-    c.delete(pb::DeleteRequest {
-        owner: "acme".into(),
-        label: "c".into(),
-    })
-    .await
-    .unwrap();
-    c.delete(pb::DeleteRequest {
-        owner: "acme".into(),
-        label: "c".into(),
-    })
-    .await
-    .unwrap_err();
+    c.delete(delete_request("acme", "c")).await.unwrap();
+    c.delete(delete_request("acme", "c")).await.unwrap_err();
     assert_eq!(stored(&scrape(addr).await.1), 2.0);
 
     let mut a = admin(server.channel().await, TEST_TOKEN);
@@ -248,7 +238,6 @@ async fn the_stored_count_and_the_rewrap_progress_are_gauges() {
 /// count-only Range, at most every 10 s): A's gauge comes to show what B added and deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_etcd_the_stored_count_catches_up_with_other_instances() {
-    use credvault::proto::v1 as pb;
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let Some(etcd) = etcd::Etcd::start(&dir.path().join("etcd")) else {
@@ -284,12 +273,7 @@ async fn on_etcd_the_stored_count_catches_up_with_other_instances() {
             .await
             .unwrap();
     }
-    on_b.delete(pb::DeleteRequest {
-        owner: "acme".into(),
-        label: "a1".into(),
-    })
-    .await
-    .unwrap();
+    on_b.delete(delete_request("acme", "a1")).await.unwrap();
     // B counted A's two at its start, and keeps its own writes at once.
     assert_eq!(stored(&scrape(metrics_b).await.1), 4.0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

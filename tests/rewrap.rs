@@ -144,13 +144,6 @@ async fn rewrap_moves_every_record_to_the_active_key_and_loses_no_concurrent_wri
     server.stop().await.unwrap();
 }
 
-fn delete_request(owner: &str, label: &str) -> pb::DeleteRequest {
-    pb::DeleteRequest {
-        owner: owner.into(),
-        label: label.into(),
-    }
-}
-
 const SLOTS: usize = 48;
 const BULK: usize = 400;
 

@@ -475,13 +475,6 @@ fn list_request(owner: &str, page_size: i32, page_token: &str) -> pb::ListReques
     }
 }
 
-fn delete_request(owner: &str, label: &str) -> pb::DeleteRequest {
-    pb::DeleteRequest {
-        owner: owner.into(),
-        label: label.into(),
-    }
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())

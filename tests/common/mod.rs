@@ -176,6 +176,13 @@ pub fn add_request(owner: &str, label: &str, cred: pb::TwilioCredential) -> pb::
     }
 }
 
+pub fn delete_request(owner: &str, label: &str) -> pb::DeleteRequest {
+    pb::DeleteRequest {
+        owner: owner.into(),
+        label: label.into(),
+    }
+}
+
 pub fn resolve_request(owner: &str, label: &str) -> pb::ResolveRequest {
     pb::ResolveRequest {
         owner: owner.into(),
