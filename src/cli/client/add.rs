@@ -44,10 +44,20 @@ pub struct AddArgs {
     #[arg(long, value_name = "NUMBER")]
     pub from: Option<String>,
     /// The Twilio Region the credential was created in: us1 (the default), ie1 or au1
-    #[arg(long, value_name = "REGION", default_value = "")]
+    #[arg(
+        long,
+        value_name = "REGION",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub region: String,
     /// The edge location its requests take (default: the Region's own, e.g. dublin for ie1)
-    #[arg(long, value_name = "EDGE", default_value = "")]
+    #[arg(
+        long,
+        value_name = "EDGE",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub edge: String,
     /// Overwrite an existing credential under this label (its version is bumped)
     #[arg(long)]
