@@ -26,6 +26,7 @@ fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
 /// A server over a store the test keeps a handle to, for its fault injection.
 struct Env {
     store: Arc<SledStore>,
+    addr: std::net::SocketAddr,
     channel: Channel,
     _task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -52,6 +53,7 @@ async fn env() -> Env {
         .unwrap();
     Env {
         store,
+        addr,
         channel,
         _task: task,
         _dir: dir,
@@ -139,6 +141,18 @@ async fn after_a_failed_fsync_no_write_is_acknowledged_and_health_says_not_servi
         }
         assert_eq!(status, ServingStatus::NotServing, "service {service:?}");
     }
+    // What a container's health check runs sees it too.
+    let addr = format!("http://{}", env.addr);
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_credvault"))
+            .args(["health", "--addr", &addr, "--timeout", "5s"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(cli.status.code(), Some(1), "credvault health: {cli:?}");
+    assert_eq!(String::from_utf8_lossy(&cli.stdout).trim(), "NOT_SERVING");
     // Reads still answer.
     let got = c
         .resolve(resolve_request("acme", "before"))
