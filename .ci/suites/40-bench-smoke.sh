@@ -65,4 +65,5 @@ smoke revalidate "resolve 200 (revalidating)"
 grep -q 'the Twilio stand-in was asked [1-9]' "$last_out" || { echo "re-validation asked the stand-in nothing"; exit 1; }
 # Health and Resolve with metrics off and on, scraped meanwhile (issue 21).
 smoke metrics "resolve 200 (metrics on)"
+grep -q 'recording one RPC (Metrics::rpc' "$last_out" || { echo "no metrics cost line"; exit 1; }
 echo "40-bench-smoke: ok in $(( $(date +%s) - start )) s"
