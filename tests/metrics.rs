@@ -218,6 +218,18 @@ async fn the_stored_count_and_the_rewrap_progress_are_gauges() {
         1.0
     );
     assert_eq!(value(&done, "credvault_rewrap_state", &[]), 1.0);
+    // Admin's RPCs are counted like the vault's, by their own method names.
+    for method in ["RotateDataKey", "StartRewrap"] {
+        assert_eq!(
+            value(
+                &done,
+                "credvault_requests_total",
+                &[("method", method), ("code", "OK")]
+            ),
+            1.0,
+            "{method}"
+        );
+    }
     assert_eq!(value(&done, "credvault_rewrap_target_key", &[]), 2.0);
     assert_eq!(value(&done, "credvault_rewrap_planned_records", &[]), 2.0);
     assert_eq!(value(&done, "credvault_rewrap_passed_records", &[]), 2.0);

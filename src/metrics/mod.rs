@@ -134,13 +134,13 @@ impl Metrics {
         let requests = add(
             &mut registry,
             "requests",
-            "CredentialVault RPCs answered, by method and gRPC code",
+            "CredentialVault and Admin RPCs answered, by method and gRPC code",
             Family::<Rpc, Counter>::default(),
         );
         let latency = add(
             &mut registry,
             "request_duration_seconds",
-            "Time to answer a CredentialVault RPC (its audit line included), by method",
+            "Time to answer a CredentialVault or Admin RPC (its audit line included), by method",
             Family::<Method, Histogram>::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
         );
         let validations = add(
