@@ -222,20 +222,7 @@ async fn each_documented_exit_code_and_the_server_s_details() {
     assert_eq!(stdout(&health).trim(), "SERVING");
     let addr = env.server.addr;
     drop(env);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(BIN)
-            .args([
-                "health",
-                "--addr",
-                &format!("http://{addr}"),
-                "--timeout",
-                "2s",
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = cli_at(addr, &["health", "--timeout", "2s"], None).await;
     exits(&out, 1);
     assert!(
         stderr(&out).contains("cannot connect to"),

@@ -76,13 +76,6 @@ impl Env {
     }
 }
 
-fn delete(label: &str) -> pb::DeleteRequest {
-    pb::DeleteRequest {
-        owner: "acme".into(),
-        label: label.into(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failed_fsync_no_write_is_acknowledged_and_health_says_not_serving() {
     let env = env().await;
@@ -117,7 +110,10 @@ async fn after_a_failed_fsync_no_write_is_acknowledged_and_health_says_not_servi
     replace.replace = true;
     assert_eq!(c.add(replace).await.unwrap_err().code(), Code::Unavailable);
     assert_eq!(
-        c.delete(delete("before")).await.unwrap_err().code(),
+        c.delete(delete_request("acme", "before"))
+            .await
+            .unwrap_err()
+            .code(),
         Code::Unavailable
     );
     let err = c
@@ -212,7 +208,7 @@ async fn already_exists_and_not_found_wait_until_what_they_report_is_durable() {
     let hold = env.store.faults().hold_flushes();
     let a = tokio::spawn({
         let mut c = env.client();
-        async move { c.delete(delete("x")).await }
+        async move { c.delete(delete_request("acme", "x")).await }
     });
     until(&mut c, "x", |r| {
         r.as_ref().is_err_and(|e| e.code() == Code::NotFound)
@@ -220,7 +216,7 @@ async fn already_exists_and_not_found_wait_until_what_they_report_is_durable() {
     .await;
     let b = tokio::spawn({
         let mut c = env.client();
-        async move { c.delete(delete("x")).await }
+        async move { c.delete(delete_request("acme", "x")).await }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!b.is_finished(), "NOT_FOUND reported an unflushed Delete");

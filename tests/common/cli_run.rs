@@ -27,7 +27,12 @@ pub fn token_file(token: &str) -> String {
 
 /// Runs `credvault ARGS` against `env`'s server, off the runtime (the server keeps serving).
 pub async fn cli(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
-    let addr = format!("http://{}", env.server.addr);
+    cli_at(env.server.addr, args, stdin).await
+}
+
+/// Runs `credvault ARGS` against the server at `addr` (or where none is, any more).
+pub async fn cli_at(addr: std::net::SocketAddr, args: &[&str], stdin: Option<&str>) -> Output {
+    let addr = format!("http://{addr}");
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let stdin = stdin.map(str::to_owned);
     tokio::task::spawn_blocking(move || {
