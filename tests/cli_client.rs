@@ -15,6 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cli_run::*;
+use common::bin::*;
 use common::*;
 use validate_env::*;
 

@@ -12,6 +12,7 @@ mod validate_env;
 use std::process::Command;
 
 use cli_run::*;
+use common::bin::*;
 use common::*;
 use validate_env::*;
 

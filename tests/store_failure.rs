@@ -7,6 +7,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::bin::cli_at;
 use common::*;
 use credvault::crypto::RootKey;
 use credvault::proto::v1 as pb;
@@ -138,15 +139,7 @@ async fn after_a_failed_fsync_no_write_is_acknowledged_and_health_says_not_servi
         assert_eq!(status, ServingStatus::NotServing, "service {service:?}");
     }
     // What a container's health check runs sees it too.
-    let addr = format!("http://{}", env.addr);
-    let cli = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_credvault"))
-            .args(["health", "--addr", &addr, "--timeout", "5s"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let cli = cli_at(env.addr, &["health", "--timeout", "5s"], None).await;
     assert_eq!(cli.status.code(), Some(1), "credvault health: {cli:?}");
     assert_eq!(String::from_utf8_lossy(&cli.stdout).trim(), "NOT_SERVING");
     // Reads still answer.

@@ -1,6 +1,7 @@
 //! Shared test harness: a real credvault server on 127.0.0.1:0 over a tempdir, and sample data.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod bin;
 pub mod log_capture;
 
 use std::net::SocketAddr;
